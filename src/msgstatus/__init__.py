@@ -1,0 +1,37 @@
+"""msgstatus: what happened to the message I sent, whichever provider sent it?"""
+
+from msgstatus._provider import MessageStatusProvider, TypedHandle
+from msgstatus._retry import RetryPolicy
+from msgstatus._status import MessageStatus, StatusResult
+from msgstatus.errors import (
+    AuthenticationError,
+    InvalidHandleError,
+    MessageNotFoundError,
+    MsgStatusError,
+    PermissionDeniedError,
+    ProviderResponseError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    StatusWaitTimeout,
+    UnknownProviderError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "InvalidHandleError",
+    "MessageNotFoundError",
+    "MessageStatus",
+    "MessageStatusProvider",
+    "MsgStatusError",
+    "PermissionDeniedError",
+    "ProviderResponseError",
+    "ProviderUnavailableError",
+    "RateLimitedError",
+    "RetryPolicy",
+    "StatusResult",
+    "StatusWaitTimeout",
+    "TypedHandle",
+    "UnknownProviderError",
+]

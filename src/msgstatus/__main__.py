@@ -1,0 +1,3 @@
+from msgstatus._cli import main
+
+raise SystemExit(main())

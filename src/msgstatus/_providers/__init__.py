@@ -1,0 +1,1 @@
+"""One module per provider: everything true only of that provider lives in its module."""

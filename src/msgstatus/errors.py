@@ -1,0 +1,134 @@
+"""The one exception tree of msgstatus.
+
+Every error a provider or the client raises is a :class:`MsgStatusError`; the provider's own
+exceptions (``httpx.HTTPError``, ``botocore`` ``ClientError``, ...) are translated at the provider
+boundary and chained as ``__cause__``. Errors name the provider and the handle where known and
+never carry a secret.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from msgstatus._status import StatusResult
+
+__all__ = [
+    "AuthenticationError",
+    "InvalidHandleError",
+    "MessageNotFoundError",
+    "MsgStatusError",
+    "PermissionDeniedError",
+    "ProviderResponseError",
+    "ProviderUnavailableError",
+    "RateLimitedError",
+    "StatusWaitTimeout",
+    "UnknownProviderError",
+]
+
+# Bad handles can be arbitrarily long or full of control characters: errors show a bounded repr.
+_MAX_HANDLE_IN_MESSAGE = 120
+
+
+def _handle_for_message(handle: str) -> str:
+    shown = repr(handle)
+    if len(shown) > _MAX_HANDLE_IN_MESSAGE:
+        shown = f"{shown[: _MAX_HANDLE_IN_MESSAGE - 3]}...({len(handle)} characters)"
+    return shown
+
+
+class MsgStatusError(Exception):
+    """Base class of every error msgstatus raises.
+
+    ``provider`` and ``handle`` say which lookup failed, where known; ``message`` is the text
+    without that context. ``str(error)`` gives both.
+    """
+
+    #: Whether the retry loop may try the same lookup again.
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, provider: str | None = None, handle: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.handle = handle
+
+    def __str__(self) -> str:
+        context = []
+        if self.provider is not None:
+            context.append(f"provider={self.provider}")
+        if self.handle is not None:
+            context.append(f"handle={_handle_for_message(self.handle)}")
+        if not context:
+            return self.message
+        return f"{self.message} [{', '.join(context)}]"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class InvalidHandleError(MsgStatusError, ValueError):
+    """The handle is malformed; raised before any network call."""
+
+
+class UnknownProviderError(MsgStatusError, LookupError):
+    """No registered provider claims the handle's ``<provider>:`` prefix."""
+
+
+class MessageNotFoundError(MsgStatusError, LookupError):
+    """The provider says there is no such message (or it is no longer stored)."""
+
+
+class AuthenticationError(MsgStatusError):
+    """Credentials are missing, or the provider rejected them (401, UnauthorizedClient)."""
+
+
+class PermissionDeniedError(MsgStatusError):
+    """Authenticated, but not allowed to read this message (403, Forbidden: not the sender)."""
+
+
+class RateLimitedError(MsgStatusError):
+    """The provider is throttling us (429, Throttled). Retried by :class:`~msgstatus.RetryPolicy`.
+
+    ``retry_after`` is the wait in seconds the provider asked for, or None when it named none.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        handle: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, handle=handle)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailableError(MsgStatusError):
+    """5xx, service unavailable, a timeout or a connection error. Retried by the retry policy."""
+
+    retryable = True
+
+
+class ProviderResponseError(MsgStatusError):
+    """A 2xx response whose body is not what the provider's API promises."""
+
+
+class StatusWaitTimeout(MsgStatusError, TimeoutError):
+    """``wait_for_final`` ran out of time; ``last_result`` is the last status seen, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        handle: str | None = None,
+        last_result: StatusResult | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, handle=handle)
+        self.last_result = last_result

@@ -1,0 +1,1 @@
+"""pytest plugin (entry point ``msgstatus``): fixtures that start the loopback emulators."""

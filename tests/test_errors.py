@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+
+import msgstatus
+from msgstatus import (
+    AuthenticationError,
+    InvalidHandleError,
+    MessageNotFoundError,
+    MessageStatus,
+    MsgStatusError,
+    PermissionDeniedError,
+    ProviderResponseError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    StatusResult,
+    StatusWaitTimeout,
+    UnknownProviderError,
+)
+
+ERRORS = [
+    InvalidHandleError,
+    UnknownProviderError,
+    MessageNotFoundError,
+    AuthenticationError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ProviderUnavailableError,
+    ProviderResponseError,
+    StatusWaitTimeout,
+]
+
+
+@pytest.mark.parametrize("cls", ERRORS)
+def test_every_error_is_a_msgstatus_error_and_exported(cls: type[MsgStatusError]) -> None:
+    assert issubclass(cls, MsgStatusError)
+    assert cls.__name__ in msgstatus.__all__
+    assert getattr(msgstatus, cls.__name__) is cls
+
+
+@pytest.mark.parametrize("cls", ERRORS)
+def test_errors_name_provider_and_handle(cls: type[MsgStatusError]) -> None:
+    error = cls("it went wrong", provider="sendblue", handle="msg_1")
+    assert error.provider == "sendblue"
+    assert error.handle == "msg_1"
+    assert str(error) == "it went wrong [provider=sendblue, handle='msg_1']"
+    assert error.message == "it went wrong"
+
+
+def test_only_transient_errors_are_retryable() -> None:
+    retryable = {cls for cls in ERRORS if cls.retryable}
+    assert retryable == {RateLimitedError, ProviderUnavailableError}
+
+
+def test_rate_limited_carries_retry_after() -> None:
+    assert RateLimitedError("slow down", retry_after=2.5).retry_after == 2.5
+    assert RateLimitedError("slow down").retry_after is None
+
+
+def test_wait_timeout_is_a_timeout_error_with_last_result() -> None:
+    last = StatusResult(provider="p", handle="p:1", status=MessageStatus.PENDING)
+    error = StatusWaitTimeout("not final after 3s", last_result=last)
+    assert isinstance(error, TimeoutError)
+    assert error.last_result is last
+    with pytest.raises(TimeoutError):
+        raise error
+
+
+def test_invalid_handle_is_also_a_value_error() -> None:
+    assert issubclass(InvalidHandleError, ValueError)
+
+
+def test_error_without_context_is_its_message() -> None:
+    assert str(MsgStatusError("plain")) == "plain"
