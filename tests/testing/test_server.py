@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+
+import anyio
+import httpx
+import pytest
+
+from msgstatus.testing._server import Fault, Lifecycle, LoopbackServer, Request, Response
+
+
+class Echo(LoopbackServer):
+    async def handle(self, request: Request) -> Response:
+        body = {"method": request.method, "path": request.path, "query": request.query}
+        return Response.json(200, json.dumps(body).encode())
+
+
+def test_serves_real_http_with_keep_alive() -> None:
+    with Echo() as server, httpx.Client(base_url=server.base_url) as client:
+        for i in range(20):
+            reply = client.get("/a%20b/c", params={"handle": f"h{i}"})
+            assert reply.status_code == 200
+            assert reply.json() == {"method": "GET", "path": "/a b/c", "query": {"handle": f"h{i}"}}
+        assert server.stats.requests == 20
+        assert server.stats.connections == 1
+        assert len(server.requests) == 20
+
+
+def test_queued_fault_hits_only_the_next_matching_requests() -> None:
+    with Echo() as server, httpx.Client(base_url=server.base_url) as client:
+        server.inject(Fault.SERVER_ERROR_503, times=2, match=lambda r: r.path == "/x")
+        assert client.get("/y").status_code == 200
+        assert client.get("/x").status_code == 503
+        assert "text/html" in client.get("/x").headers["content-type"]
+        assert client.get("/x").status_code == 200
+        assert server.stats.faults_injected == 2
+
+
+def test_rate_limit_carries_retry_after_in_both_forms() -> None:
+    with Echo() as server, httpx.Client(base_url=server.base_url) as client:
+        server.inject(Fault.RATE_LIMIT)
+        server.inject(Fault.RATE_LIMIT_HTTP_DATE)
+        assert client.get("/").headers["retry-after"] == "1"
+        assert client.get("/").headers["retry-after"].endswith("GMT")
+
+
+@pytest.mark.parametrize("fault", [Fault.DROP, Fault.TRUNCATED])
+def test_broken_connections_raise_in_the_client(fault: Fault) -> None:
+    with Echo() as server, httpx.Client(base_url=server.base_url) as client:
+        server.inject(fault)
+        with pytest.raises(httpx.TransportError):
+            client.get("/")
+        assert client.get("/").status_code == 200
+
+
+def test_stall_holds_the_request_until_the_client_gives_up() -> None:
+    with Echo() as server, httpx.Client(base_url=server.base_url, timeout=0.2) as client:
+        server.inject(Fault.STALL)
+        with pytest.raises(httpx.ReadTimeout):
+            client.get("/")
+
+
+def test_random_faults_are_reproducible() -> None:
+    def run() -> list[int]:
+        with Echo() as server, httpx.Client(base_url=server.base_url) as client:
+            server.set_random_faults(0.5, [Fault.SERVER_ERROR_500], seed=3)
+            return [client.get("/").status_code for _ in range(30)]
+
+    first = run()
+    assert first == run()
+    assert 0 < first.count(500) < 30
+
+
+@pytest.mark.anyio
+async def test_async_context_manager_and_in_flight_counting() -> None:
+    async with Echo(latency=0.05) as server, httpx.AsyncClient(base_url=server.base_url) as client:
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(client.get, "/")
+        assert server.stats.requests == 8
+        assert 1 < server.stats.max_in_flight <= 8
+        assert server.stats.in_flight == 0
+
+
+def test_lifecycle_follows_its_clock() -> None:
+    now = [100.0]
+    life = Lifecycle([(0.0, "a"), (1.0, "b"), (2.5, "c")], clock=lambda: now[0])
+    assert life.current() == "a"
+    now[0] = 101.0
+    assert life.current() == "b"
+    now[0] = 150.0
+    assert life.current() == "c"
+    with pytest.raises(ValueError, match="ascending"):
+        Lifecycle([(1.0, "a"), (0.5, "b")], clock=lambda: 0.0)
