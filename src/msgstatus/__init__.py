@@ -1,5 +1,6 @@
 """msgstatus: what happened to the message I sent, whichever provider sent it?"""
 
+from msgstatus._client import ResendAction, ResendDecision, StatusClient, SyncStatusClient
 from msgstatus._provider import MessageStatusProvider, TypedHandle
 from msgstatus._retry import RetryPolicy
 from msgstatus._status import MessageStatus, StatusResult
@@ -29,9 +30,13 @@ __all__ = [
     "ProviderResponseError",
     "ProviderUnavailableError",
     "RateLimitedError",
+    "ResendAction",
+    "ResendDecision",
     "RetryPolicy",
+    "StatusClient",
     "StatusResult",
     "StatusWaitTimeout",
+    "SyncStatusClient",
     "TypedHandle",
     "UnknownProviderError",
 ]
