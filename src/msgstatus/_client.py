@@ -12,6 +12,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -611,13 +612,14 @@ class StatusStream:
         assert receive is not None
         task_group.cancel_scope.cancel()
         try:
-            if isinstance(exc, Exception):
-                # The caller's own error: hand it on as it is, not wrapped in the task group's
-                # ExceptionGroup. Cancellation and KeyboardInterrupt do go through the task
-                # group, which must see them to unwind its cancel scope correctly.
-                await task_group.__aexit__(None, None, None)
-                return False
-            return await task_group.__aexit__(exc_type, exc, tb)
+            if exc is None or isinstance(exc, anyio.get_cancelled_exc_class()):
+                # Cancellation must go through the task group: its cancel scope needs it to
+                # unwind correctly.
+                return await task_group.__aexit__(exc_type, exc, tb)
+            # Anything else is the caller's own (an error in the loop body, GeneratorExit from a
+            # closed sync wrapper): hand it on as it is, not wrapped in an ExceptionGroup.
+            await task_group.__aexit__(None, None, None)
+            return False
         finally:
             receive.close()
 
@@ -742,7 +744,7 @@ class SyncStatusClient:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         refresh: bool = False,
-    ) -> Iterator[tuple[Handle, Outcome]]:
+    ) -> Generator[tuple[Handle, Outcome], None, None]:
         """Blocking :meth:`StatusClient.iter_statuses`: a generator of ``(handle, outcome)`` pairs
         in completion order, with the same bounded memory.
 
@@ -752,7 +754,7 @@ class SyncStatusClient:
         stream = self._client.iter_statuses(handles, concurrency=concurrency, refresh=refresh)
         return self._iterate(stream)
 
-    def _iterate(self, stream: StatusStream) -> Iterator[tuple[Handle, Outcome]]:
+    def _iterate(self, stream: StatusStream) -> Generator[tuple[Handle, Outcome], None, None]:
         portal = self._get_portal()
         with portal.wrap_async_context_manager(stream):
             while (item := portal.call(_next_or_none, stream)) is not None:
