@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
+import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +164,36 @@ def test_a_single_string_is_refused() -> None:
             client.get_statuses("fake:abc")
         with pytest.raises(TypeError, match="single string"):
             client.resend_decisions("fake:abc")
+
+
+def test_a_dropped_client_stops_its_thread() -> None:
+    client = SyncStatusClient([FakeProvider()])
+    client.get_status("fake:m1")
+    thread = client._loop.thread if client._loop else None
+    assert thread is not None
+    assert thread.is_alive()
+    del client
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_a_script_that_never_closes_the_client_still_exits() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        from test_client import FakeProvider
+        from msgstatus import SyncStatusClient
+        client = SyncStatusClient([FakeProvider()])
+        print(client.get_status("fake:m1").status)
+        """
+    )
+    done = subprocess.run(  # noqa: S603 (our own interpreter and script)
+        [sys.executable, "-c", script, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "DELIVERED"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import (
     AsyncIterable,
@@ -18,7 +20,7 @@ from collections.abc import (
     Mapping,
     Sized,
 )
-from contextlib import AbstractContextManager
+from concurrent.futures import Future
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeAlias, TypeVar, cast
@@ -672,8 +674,8 @@ class SyncStatusClient:
         self._backend = backend
         self._backend_options = dict(backend_options) if backend_options is not None else None
         self._lock = threading.Lock()
-        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
-        self._portal: BlockingPortal | None = None
+        self._loop: _LoopThread | None = None
+        self._stop_loop: weakref.finalize[[bool], SyncStatusClient] | None = None
         self._closed = False
 
     def __enter__(self) -> SyncStatusClient:
@@ -692,13 +694,13 @@ class SyncStatusClient:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the SyncStatusClient is closed")
-            if self._portal is None:
-                portal_cm = anyio.from_thread.start_blocking_portal(
-                    self._backend, self._backend_options
-                )
-                self._portal = portal_cm.__enter__()
-                self._portal_cm = portal_cm
-            return self._portal
+            if self._loop is None:
+                self._loop = _LoopThread(self._backend, self._backend_options)
+                # A client dropped without close() must not leave its thread behind; at
+                # interpreter exit the daemon thread simply ends with the process.
+                self._stop_loop = weakref.finalize(self, self._loop.stop, True)
+                self._stop_loop.atexit = False
+            return self._loop.portal
 
     def close(self) -> None:
         """Close the providers and stop the background event loop. Calling it again does nothing."""
@@ -706,16 +708,16 @@ class SyncStatusClient:
             if self._closed:
                 return
             self._closed = True
-            portal, portal_cm = self._portal, self._portal_cm
-            self._portal = self._portal_cm = None
-        if portal is None or portal_cm is None:
-            # Never used: nothing runs yet, but the providers may hold clients the caller gave.
+            loop, stop_loop = self._loop, self._stop_loop
+        if loop is None or stop_loop is None:
+            # Never used: no loop runs yet, but the providers may hold clients the caller gave.
             anyio.run(self._client.aclose, backend=self._backend)
             return
         try:
-            portal.call(self._client.aclose)
+            loop.portal.call(self._client.aclose)
         finally:
-            portal_cm.__exit__(None, None, None)
+            stop_loop.detach()
+            loop.stop(False)
 
     def clear_cache(self) -> None:
         """Forget every remembered final result."""
@@ -799,6 +801,43 @@ class SyncStatusClient:
                 self._client.resend_decisions, handles, concurrency=concurrency, refresh=refresh
             )
         )
+
+
+class _LoopThread:
+    """An event loop on a daemon thread, reached through a blocking portal.
+
+    Like ``anyio.from_thread.start_blocking_portal`` but not a generator: an unclosed generator
+    finalized at interpreter exit would call into the (by then frozen) daemon thread and hang.
+    """
+
+    def __init__(self, backend: str, backend_options: dict[str, Any] | None) -> None:
+        ready: Future[BlockingPortal] = Future()
+
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                ready.set_result(portal)
+                await portal.sleep_until_stopped()
+
+        def run() -> None:
+            try:
+                anyio.run(serve, backend=backend, backend_options=backend_options)
+            except BaseException as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+                else:
+                    logger.exception("the SyncStatusClient event loop failed")
+
+        self.thread = threading.Thread(target=run, name="msgstatus-sync-client", daemon=True)
+        self.thread.start()
+        self.portal = ready.result()
+
+    def stop(self, cancel_remaining: bool) -> None:
+        if threading.current_thread() is self.thread:
+            # Dropped by code running on the loop itself: it cannot wait for its own end.
+            return
+        with contextlib.suppress(RuntimeError):  # already stopped
+            self.portal.call(self.portal.stop, cancel_remaining)
+        self.thread.join()
 
 
 async def _next_or_none(stream: StatusStream) -> tuple[Handle, Outcome] | None:
