@@ -2,6 +2,7 @@
 
 from msgstatus._client import ResendAction, ResendDecision, StatusClient, SyncStatusClient
 from msgstatus._provider import MessageStatusProvider, TypedHandle
+from msgstatus._providers.sendblue import SendblueProvider
 from msgstatus._retry import RetryPolicy
 from msgstatus._status import MessageStatus, StatusResult
 from msgstatus.errors import (
@@ -33,6 +34,7 @@ __all__ = [
     "ResendAction",
     "ResendDecision",
     "RetryPolicy",
+    "SendblueProvider",
     "StatusClient",
     "StatusResult",
     "StatusWaitTimeout",

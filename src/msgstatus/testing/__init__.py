@@ -1,3 +1,6 @@
 """Test helpers: loopback emulators of the providers' APIs, for this project's tests and yours."""
 
-__all__: list[str] = []
+from msgstatus.testing._sendblue import SendblueEmulator, SendblueState
+from msgstatus.testing._server import Fault
+
+__all__ = ["Fault", "SendblueEmulator", "SendblueState"]

@@ -1,1 +1,24 @@
 """pytest plugin (entry point ``msgstatus``): fixtures that start the loopback emulators."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from msgstatus.testing._sendblue import SendblueEmulator
+
+# Emulators are imported inside the fixtures: pytest loads this plugin in every test run of every
+# project that installs msgstatus, before coverage starts, and most runs use no emulator.
+
+
+@pytest.fixture
+def sendblue_emulator() -> Iterator[SendblueEmulator]:
+    """A started :class:`~msgstatus.testing.SendblueEmulator` (credentials ``test-key`` /
+    ``test-secret``), stopped after the test; ``sendblue_emulator.provider()`` talks to it."""
+    from msgstatus.testing._sendblue import SendblueEmulator
+
+    with SendblueEmulator() as emulator:
+        yield emulator

@@ -1,0 +1,342 @@
+"""A loopback emulator of Sendblue's REST API: status lookups and sends, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from msgstatus.testing._server import (
+    Fault,
+    Lifecycle,
+    LoopbackServer,
+    Request,
+    Response,
+    http_date,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from msgstatus._providers.sendblue import SendblueProvider
+    from msgstatus._retry import RetryPolicy
+
+__all__ = ["DEFAULT_STEPS", "SendblueEmulator", "SendblueState"]
+
+
+@dataclass(frozen=True)
+class SendblueState:
+    """One state of a Sendblue message: its raw ``status`` and the error fields that go with it.
+
+    ``SendblueState("ERROR", error_code=10001, error_message="Message failed to send")`` or
+    ``SendblueState("DECLINED", error_key="OPTED_OUT")``. A plain string in a lifecycle is the same
+    as a state with that status and no error fields.
+    """
+
+    status: str
+    error_code: int | None = None
+    error_key: str | None = None
+    error_message: str | None = None
+
+
+#: The lifecycle :meth:`SendblueEmulator.add_message` and sends give a message by default.
+DEFAULT_STEPS: tuple[tuple[float, str | SendblueState], ...] = (
+    (0.0, "QUEUED"),
+    (0.5, "SENT"),
+    (1.0, "DELIVERED"),
+)
+
+StepsArg = Sequence[tuple[float, str | SendblueState]]
+
+
+@dataclass(frozen=True)
+class _Step:
+    state: SendblueState
+    body: bytes  # the status payload, serialized once when the message is added
+
+
+@dataclass
+class _Message:
+    fields: dict[str, Any]
+    created: datetime
+    lifecycle: Lifecycle[_Step]
+
+
+def _iso(moment: datetime) -> str:
+    # Sendblue's format: ISO 8601, milliseconds, "Z".
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def _error_body(message: str) -> bytes:
+    # Sendblue's error bodies look like its message payloads: status ERROR plus a message.
+    return json.dumps({"status": "ERROR", "error_message": message, "message": message}).encode()
+
+
+def _as_state(state: str | SendblueState) -> SendblueState:
+    return state if isinstance(state, SendblueState) else SendblueState(state)
+
+
+class SendblueEmulator(LoopbackServer):
+    """A real HTTP server on ``127.0.0.1`` (random port) that speaks Sendblue's status API.
+
+    ``GET /api/status?handle=…`` answers the messages you add (404 for others, 400 without a
+    handle) and ``POST /api/send-message`` accepts new ones; both require the ``sb-api-key-id`` and
+    ``sb-api-secret-key`` headers to match ``api_key`` and ``api_secret`` (401 otherwise).
+    A message follows a scripted lifecycle on the emulator's ``clock`` (assign a function to it
+    before adding messages to drive time by hand). Faults (:class:`Fault`) are rendered in
+    Sendblue's wire format. Use it as a context manager (sync or async), or through the
+    ``sendblue_emulator`` pytest fixture.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        api_secret: str = "test-secret",  # noqa: S107 - a test double's well-known default
+        *,
+        latency: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(host=host, port=port, latency=latency)
+        self.api_key = api_key
+        self.api_secret = api_secret
+        #: Account fields put into every payload.
+        self.account_email = "emulator@example.com"
+        self.from_number = "+15550100000"
+        #: Lifecycle of a sent message whose number has no script of its own.
+        self.default_send_steps: StepsArg = DEFAULT_STEPS
+        self._messages: dict[str, _Message] = {}
+        self._scripts: dict[str, StepsArg] = {}
+        self._messages_lock = threading.Lock()
+        self._wrong_shapes = 0
+
+    # -- what tests call ---------------------------------------------------------------------
+
+    def add_message(
+        self,
+        handle: str | None = None,
+        *,
+        status: str | SendblueState | None = None,
+        steps: StepsArg | None = None,
+        error_code: int | None = None,
+        error_key: str | None = None,
+        error_message: str | None = None,
+        **fields: Any,
+    ) -> str:
+        """Add a message and return its handle (a new UUID unless you pass one).
+
+        Give either ``status`` (with optional error fields: a message that stays in one state) or
+        ``steps``, ``[(seconds, status or SendblueState), …]`` from now; with neither it is
+        ``DELIVERED``. ``fields`` add or override payload fields (``content``, ``number``, …).
+        Raises ``ValueError`` for both ``status`` and ``steps``, or error fields with ``steps``.
+        """
+        if steps is not None:
+            if status is not None or (error_code, error_key, error_message) != (None,) * 3:
+                raise ValueError(
+                    "give either steps (with SendblueState for error fields) or status, not both"
+                )
+        else:
+            state = _as_state(status if status is not None else "DELIVERED")
+            if (error_code, error_key, error_message) != (None,) * 3:
+                state = SendblueState(state.status, error_code, error_key, error_message)
+            steps = [(0.0, state)]
+        handle = handle if handle is not None else str(uuid.uuid4())
+        self._store(handle, steps, fields)
+        return handle
+
+    def set_status(self, handle: str, status: str | SendblueState) -> None:
+        """Put a message into ``status`` now, ending its scripted lifecycle.
+
+        Raises ``KeyError`` for a handle the emulator does not have.
+        """
+        with self._messages_lock:
+            message = self._messages[handle]
+        self._store(handle, [(0.0, status)], message.fields, created=message.created)
+
+    def script_recipient(self, number: str, steps: StepsArg) -> None:
+        """Messages sent to ``number`` from now on follow ``steps`` (see :meth:`add_message`)."""
+        Lifecycle(steps, self.clock)  # validates the offsets now rather than at send time
+        with self._messages_lock:
+            self._scripts[number] = list(steps)
+
+    def payload(self, handle: str) -> dict[str, Any]:
+        """The status payload the emulator would answer for ``handle`` now. Raises KeyError."""
+        with self._messages_lock:
+            message = self._messages[handle]
+        result: dict[str, Any] = json.loads(message.lifecycle.current().body)
+        return result
+
+    @property
+    def handles(self) -> list[str]:
+        """Handles of every message the emulator has, added or sent, oldest first."""
+        with self._messages_lock:
+            return list(self._messages)
+
+    def provider(
+        self,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> SendblueProvider:
+        """A :class:`~msgstatus.SendblueProvider` pointed at this emulator with its credentials."""
+        from msgstatus._providers.sendblue import DEFAULT_TIMEOUT, SendblueProvider
+
+        return SendblueProvider(
+            self.api_key,
+            self.api_secret,
+            base_url=self.base_url,
+            timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
+            retry=retry,
+            http_client=http_client,
+        )
+
+    # -- the API -----------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        if request.path == "/api/status":
+            if request.method != "GET":
+                return Response.json(405, _error_body("Method not allowed"))
+            return self._status_lookup(request)
+        if request.path == "/api/send-message":
+            if request.method != "POST":
+                return Response.json(405, _error_body("Method not allowed"))
+            return self._send_message(request)
+        return Response.json(404, _error_body("Not found"))
+
+    def _authorized(self, request: Request) -> bool:
+        headers = request.headers
+        return (
+            headers.get("sb-api-key-id") == self.api_key
+            and headers.get("sb-api-secret-key") == self.api_secret
+        )
+
+    def _status_lookup(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return Response.json(401, _error_body("Unauthorized: check your API key and secret"))
+        handle = request.query.get("handle")
+        if not handle:
+            return Response.json(400, _error_body("handle is required"))
+        with self._messages_lock:
+            message = self._messages.get(handle)
+        if message is None:
+            return Response.json(404, _error_body("Message not found"))
+        return Response.json(200, message.lifecycle.current().body)
+
+    def _send_message(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return Response.json(401, _error_body("Unauthorized: check your API key and secret"))
+        try:
+            body = json.loads(request.body)
+        except ValueError:
+            return Response.json(400, _error_body("the request body must be JSON"))
+        if not isinstance(body, dict):
+            return Response.json(400, _error_body("the request body must be a JSON object"))
+        number = body.get("number")
+        if not isinstance(number, str) or not number.startswith("+") or not number[1:].isdigit():
+            return Response.json(400, _error_body("number must be an E.164 phone number"))
+        if not (body.get("content") or body.get("media_url")):
+            return Response.json(400, _error_body("content or media_url is required"))
+        fields = {
+            name: body[name]
+            for name in ("content", "from_number", "media_url", "send_style")
+            if body.get(name) is not None
+        }
+        fields["number"] = number
+        with self._messages_lock:
+            steps = self._scripts.get(number, self.default_send_steps)
+        handle = str(uuid.uuid4())
+        message = self._store(handle, steps, fields)
+        return Response.json(200, message.lifecycle.steps[0][1].body)
+
+    # -- faults in Sendblue's words ------------------------------------------------------------
+
+    def render_fault(self, fault: Fault, request: Request) -> Response:
+        if fault in (Fault.RATE_LIMIT, Fault.RATE_LIMIT_HTTP_DATE):
+            retry_after = "1" if fault is Fault.RATE_LIMIT else http_date(1)
+            body = _error_body("Too many requests, please slow down")
+            return Response.json(429, body, [("Retry-After", retry_after)])
+        if fault is Fault.UNKNOWN_STATUS:
+            handle = request.query.get("handle") or str(uuid.uuid4())
+            payload = self._payload_fields(handle, {}, datetime.now(timezone.utc))
+            payload.update(status="TELEPORTED", date_updated=payload["date_created"])
+            return Response.json(200, json.dumps(payload).encode())
+        if fault is Fault.WRONG_SHAPE:
+            # Alternates between the two shapes a broken API might send: not an object at all,
+            # and an object whose status is not text.
+            with self._lock:
+                self._wrong_shapes += 1
+                odd = self._wrong_shapes % 2 == 1
+            if odd:
+                return Response.json(200, b'["not", "an", "object"]')
+            return Response.json(200, b'{"status": 3, "message_handle": "x"}')
+        return super().render_fault(fault, request)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _store(
+        self,
+        handle: str,
+        steps: StepsArg,
+        fields: Mapping[str, Any],
+        *,
+        created: datetime | None = None,
+    ) -> _Message:
+        created = created if created is not None else datetime.now(timezone.utc)
+        base = self._payload_fields(handle, fields, created)
+        rendered: list[tuple[float, _Step]] = []
+        for offset, raw_state in steps:
+            state = _as_state(raw_state)
+            payload = dict(base)
+            payload.update(
+                status=state.status,
+                error_code=state.error_code,
+                error_key=state.error_key,
+                error_message=state.error_message,
+                date_updated=_iso(created + timedelta(seconds=offset)),
+            )
+            rendered.append((offset, _Step(state, json.dumps(payload).encode())))
+        # Through a lambda, so that assigning emulator.clock later still drives this lifecycle.
+        message = _Message(dict(fields), created, Lifecycle(rendered, lambda: self.clock()))
+        with self._messages_lock:
+            self._messages[handle] = message
+        return message
+
+    def _payload_fields(
+        self, handle: str, fields: Mapping[str, Any], created: datetime
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "account_email": self.account_email,
+            "content": "Hello from the Sendblue emulator",
+            "date_created": _iso(created),
+            "date_updated": _iso(created),
+            "error_code": None,
+            "error_key": None,
+            "error_message": None,
+            "from_number": self.from_number,
+            "is_outbound": True,
+            "media_url": None,
+            "message_handle": handle,
+            "message_type": "message",
+            "number": "+15550199999",
+            "send_style": None,
+            "status": None,
+        }
+        payload.update(fields)
+        return payload
+
+    # Typed returns for `with SendblueEmulator() as emulator:`.
+
+    def __enter__(self) -> SendblueEmulator:
+        self.start()
+        return self
+
+    async def __aenter__(self) -> SendblueEmulator:
+        await super().__aenter__()
+        return self
