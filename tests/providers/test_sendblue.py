@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import respx
@@ -426,6 +427,20 @@ async def test_httpx_exceptions_are_translated(
     assert route.call_count == attempts
 
 
+async def test_an_attempt_never_outlasts_a_numeric_timeout(api: respx.MockRouter) -> None:
+    # A server that trickles bytes defeats httpx's per-read timeout; the attempt's own deadline
+    # does not care. (A mocked transport has no httpx timeouts at all: only the deadline acts.)
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(5)
+        return httpx.Response(200, json=payload())
+
+    api.get("/api/status").mock(side_effect=slow)
+    retry = RetryPolicy(max_attempts=2, initial_backoff=0.0, max_backoff=0.0)
+    async with SendblueProvider(KEY, SECRET, timeout=0.1, retry=retry) as provider:
+        with anyio.fail_after(3), pytest.raises(ProviderUnavailableError, match="timeout"):
+            await provider.get_status(HANDLE)
+
+
 # -- Retry-After ------------------------------------------------------------------------------
 
 NOW = 1_700_000_000.0
@@ -625,6 +640,14 @@ async def test_raw_never_contains_the_secret(
     assert result.raw["echo"] == "[redacted]"
     assert result.detail == "you sent [redacted]"
     assert result.status is MessageStatus.DELIVERED
+
+
+def test_a_short_secret_is_redacted_only_as_a_whole_value() -> None:
+    # A test double's one-letter secret must not mangle every "s" in the payload.
+    provider = SendblueProvider(KEY, "s")
+    result = provider.result_from_payload({"status": "SENT", "echo": "s"}, handle="h")
+    assert result.status is MessageStatus.SENT
+    assert result.raw == {"status": "SENT", "echo": "[redacted]"}
 
 
 async def test_credentials_errors_do_not_show_them() -> None:

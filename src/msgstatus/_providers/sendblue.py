@@ -255,10 +255,19 @@ def _check_credential(value: object, what: str) -> str:
     return value
 
 
+# Shorter secrets (test doubles' "s") would match inside ordinary words and mangle the payload:
+# they are redacted only where a whole string equals them.
+_MIN_SCRUB_SUBSTRING = 8
+
+
 def _scrub(value: Any, secret: str) -> Any:
-    """``value`` with every occurrence of ``secret`` in its strings (keys too) redacted."""
+    """``value`` with the secret redacted from every string in it (dict keys included)."""
     if isinstance(value, str):
-        return value.replace(secret, _REDACTED) if secret in value else value
+        if value == secret:
+            return _REDACTED
+        if len(secret) >= _MIN_SCRUB_SUBSTRING and secret in value:
+            return value.replace(secret, _REDACTED)
+        return value
     if isinstance(value, dict):
         return {_scrub(key, secret): _scrub(item, secret) for key, item in value.items()}
     if isinstance(value, list):

@@ -1,0 +1,295 @@
+"""SendblueEmulator on its own: the wire format, auth, sends, lifecycles and fault rendering."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import sendblue_api
+
+from msgstatus.testing import Fault, SendblueEmulator, SendblueState
+
+AUTH = {"sb-api-key-id": "test-key", "sb-api-secret-key": "test-secret"}
+ISO_MS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+@pytest.fixture
+def http(sendblue_emulator: SendblueEmulator) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sendblue_emulator.base_url, headers=AUTH) as client:
+        yield client
+
+
+def status(http: httpx.Client, handle: str, **kwargs: object) -> httpx.Response:
+    return http.get("/api/status", params={"handle": handle}, **kwargs)  # type: ignore[arg-type]
+
+
+def test_status_payload_looks_like_sendblue(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    handle = sendblue_emulator.add_message(status="DELIVERED", content="Hi there")
+    reply = status(http, handle)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/json"
+    body = reply.json()
+    assert body["status"] == "DELIVERED"
+    assert body["message_handle"] == handle
+    assert body["content"] == "Hi there"
+    assert uuid.UUID(handle)
+    for name in ("date_created", "date_updated"):
+        assert ISO_MS_Z.fullmatch(body[name])
+    for name in ("error_code", "error_key", "error_message"):
+        assert body[name] is None
+    assert body["is_outbound"] is True
+    assert body["message_type"] == "message"
+    assert {"account_email", "from_number", "number", "send_style", "media_url"} <= set(body)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"sb-api-key-id": "test-key"},
+        {"sb-api-secret-key": "test-secret"},
+        {"sb-api-key-id": "test-key", "sb-api-secret-key": "nope"},
+        {"sb-api-key-id": "nope", "sb-api-secret-key": "test-secret"},
+    ],
+)
+def test_both_auth_headers_are_required(
+    sendblue_emulator: SendblueEmulator, headers: dict[str, str]
+) -> None:
+    handle = sendblue_emulator.add_message()
+    with httpx.Client(base_url=sendblue_emulator.base_url, headers=headers) as client:
+        get = client.get("/api/status", params={"handle": handle})
+        post = client.post("/api/send-message", json={"number": "+15551234567", "content": "x"})
+    assert (get.status_code, post.status_code) == (401, 401)
+    assert get.json()["status"] == "ERROR"
+    assert sendblue_emulator.handles == [handle]
+
+
+def test_missing_handle_unknown_handle_wrong_method_and_path(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    assert http.get("/api/status").status_code == 400
+    assert status(http, "").status_code == 400
+    assert status(http, "nope").status_code == 404
+    assert http.post("/api/status", params={"handle": "x"}).status_code == 405
+    assert http.get("/api/send-message").status_code == 405
+    assert http.get("/api/elsewhere").status_code == 404
+    assert sendblue_emulator.stats.requests == 6
+
+
+def test_handles_with_odd_characters_round_trip(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    handle = sendblue_emulator.add_message("msg_a&b=c/é+%", status="SENT")
+    assert status(http, handle).json()["message_handle"] == handle
+
+
+def test_lifecycle_on_a_hand_driven_clock(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    now = [50.0]
+    sendblue_emulator.clock = lambda: now[0]
+    handle = sendblue_emulator.add_message(
+        steps=[
+            (0.0, "QUEUED"),
+            (1.0, "SENT"),
+            (3.0, SendblueState("ERROR", error_code=10001, error_message="failed")),
+        ]
+    )
+    seen = []
+    for moment in (50.0, 50.99, 51.0, 53.0, 1000.0):
+        now[0] = moment
+        body = status(http, handle).json()
+        seen.append((body["status"], body["error_code"], body["error_message"]))
+    assert seen == [
+        ("QUEUED", None, None),
+        ("QUEUED", None, None),
+        ("SENT", None, None),
+        ("ERROR", 10001, "failed"),
+        ("ERROR", 10001, "failed"),
+    ]
+    assert sendblue_emulator.payload(handle)["status"] == "ERROR"
+
+
+def test_date_updated_follows_the_steps(sendblue_emulator: SendblueEmulator) -> None:
+    now = [0.0]
+    sendblue_emulator.clock = lambda: now[0]
+    handle = sendblue_emulator.add_message(steps=[(0.0, "QUEUED"), (2.5, "DELIVERED")])
+    first = sendblue_emulator.payload(handle)
+    now[0] = 3.0
+    second = sendblue_emulator.payload(handle)
+    assert first["date_updated"] == first["date_created"]
+    assert second["date_updated"] > first["date_updated"]
+    assert second["date_created"] == first["date_created"]
+
+
+def test_set_status_ends_the_lifecycle(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    handle = sendblue_emulator.add_message(
+        steps=[(0.0, "QUEUED"), (60.0, "DELIVERED")], number="+1"
+    )
+    sendblue_emulator.set_status(handle, SendblueState("DECLINED", error_key="OPTED_OUT"))
+    body = status(http, handle).json()
+    assert (body["status"], body["error_key"], body["number"]) == ("DECLINED", "OPTED_OUT", "+1")
+    with pytest.raises(KeyError):
+        sendblue_emulator.set_status("nope", "SENT")
+
+
+def test_add_message_arguments(sendblue_emulator: SendblueEmulator) -> None:
+    handle = sendblue_emulator.add_message(
+        "mine", status="ERROR", error_code=4002, error_message="blacklisted"
+    )
+    assert handle == "mine"
+    body = sendblue_emulator.payload("mine")
+    assert (body["status"], body["error_code"], body["error_message"]) == (
+        "ERROR",
+        4002,
+        "blacklisted",
+    )
+    assert sendblue_emulator.payload(sendblue_emulator.add_message())["status"] == "DELIVERED"
+    with pytest.raises(ValueError, match="not both"):
+        sendblue_emulator.add_message(status="SENT", steps=[(0.0, "QUEUED")])
+    with pytest.raises(ValueError, match="not both"):
+        sendblue_emulator.add_message(steps=[(0.0, "ERROR")], error_code=1)
+    with pytest.raises(ValueError, match="ascending"):
+        sendblue_emulator.add_message(steps=[(1.0, "SENT"), (0.5, "QUEUED")])
+    with pytest.raises(ValueError, match="ascending"):
+        sendblue_emulator.script_recipient("+1555", [(1.0, "SENT"), (0.5, "QUEUED")])
+
+
+def test_send_message(sendblue_emulator: SendblueEmulator, http: httpx.Client) -> None:
+    now = [0.0]
+    sendblue_emulator.clock = lambda: now[0]
+    reply = http.post(
+        "/api/send-message",
+        json={"number": "+15551234567", "content": "Hello", "send_style": "invisible"},
+    )
+    assert reply.status_code == 200
+    sent = reply.json()
+    assert sent["status"] == "QUEUED"
+    assert sent["number"] == "+15551234567"
+    assert sent["content"] == "Hello"
+    assert sent["send_style"] == "invisible"
+    assert sent["from_number"] == sendblue_emulator.from_number
+    handle = sent["message_handle"]
+    assert sendblue_emulator.handles == [handle]
+    now[0] = 10.0
+    assert status(http, handle).json()["status"] == "DELIVERED"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1]",
+        json.dumps({"content": "no number"}).encode(),
+        json.dumps({"number": "5551234567", "content": "no plus"}).encode(),
+        json.dumps({"number": "+1555abc", "content": "letters"}).encode(),
+        json.dumps({"number": "+15551234567"}).encode(),
+    ],
+)
+def test_bad_sends_are_400(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client, body: bytes
+) -> None:
+    reply = http.post("/api/send-message", content=body)
+    assert reply.status_code == 400
+    assert reply.json()["status"] == "ERROR"
+    assert sendblue_emulator.handles == []
+
+
+def test_recipient_scripts_and_the_default_lifecycle(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    sendblue_emulator.script_recipient("+15550000001", [(0.0, "ERROR")])
+    sendblue_emulator.default_send_steps = [(0.0, "SENT")]
+    scripted = http.post("/api/send-message", json={"number": "+15550000001", "media_url": "x"})
+    other = http.post("/api/send-message", json={"number": "+15550000002", "content": "x"})
+    assert scripted.json()["status"] == "ERROR"
+    assert other.json()["status"] == "SENT"
+
+
+def test_faults_in_sendblue_words(sendblue_emulator: SendblueEmulator, http: httpx.Client) -> None:
+    handle = sendblue_emulator.add_message()
+    sendblue_emulator.inject(Fault.RATE_LIMIT)
+    sendblue_emulator.inject(Fault.RATE_LIMIT_HTTP_DATE)
+    limited = [status(http, handle), status(http, handle)]
+    assert [r.status_code for r in limited] == [429, 429]
+    assert [r.json()["status"] for r in limited] == ["ERROR", "ERROR"]
+    assert limited[0].headers["retry-after"] == "1"
+    assert limited[1].headers["retry-after"].endswith("GMT")
+
+    sendblue_emulator.inject(Fault.UNKNOWN_STATUS)
+    teleported = status(http, handle).json()
+    assert (teleported["status"], teleported["message_handle"]) == ("TELEPORTED", handle)
+
+    sendblue_emulator.inject(Fault.WRONG_SHAPE, times=2)
+    assert isinstance(status(http, handle).json(), list)
+    assert status(http, handle).json()["status"] == 3
+
+    sendblue_emulator.inject(Fault.SERVER_ERROR_502)
+    html = status(http, handle)
+    assert (html.status_code, html.headers["content-type"]) == (502, "text/html")
+    assert status(http, handle).json()["status"] == "DELIVERED"
+    assert sendblue_emulator.stats.faults_injected == 6
+
+
+def test_faults_can_target_one_handle(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    flaky = sendblue_emulator.add_message()
+    steady = sendblue_emulator.add_message()
+    sendblue_emulator.inject(
+        Fault.SERVER_ERROR_503, times=None, match=lambda r: r.query.get("handle") == flaky
+    )
+    assert status(http, flaky).status_code == 503
+    assert status(http, steady).status_code == 200
+    assert status(http, flaky).status_code == 503
+
+
+def test_the_official_sdk_reads_the_emulator(sendblue_emulator: SendblueEmulator) -> None:
+    handle = sendblue_emulator.add_message(
+        status=SendblueState("ERROR", error_code=10001, error_message="Message failed to send")
+    )
+    sdk = sendblue_api.SendblueAPI(
+        api_key="test-key",
+        api_secret="test-secret",
+        base_url=sendblue_emulator.base_url,
+        max_retries=0,
+    )
+    with sdk:
+        message = sdk.messages.get_status(handle=handle)
+        assert message.status == "ERROR"
+        assert message.error_code == 10001
+        assert message.message_handle == handle
+        assert message.date_updated is not None
+        sent = sdk.messages.send(number="+15551234567", content="Hello")
+        assert sent.status == "QUEUED"
+        assert sent.message_handle in sendblue_emulator.handles
+        with pytest.raises(sendblue_api.NotFoundError):
+            sdk.messages.get_status(handle="nope")
+    with (
+        sendblue_api.SendblueAPI(
+            api_key="test-key",
+            api_secret="wrong",
+            base_url=sendblue_emulator.base_url,
+            max_retries=0,
+        ) as wrong,
+        pytest.raises(sendblue_api.AuthenticationError),
+    ):
+        wrong.messages.get_status(handle=handle)
+
+
+def test_sequential_throughput_is_not_the_bottleneck(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    handle = sendblue_emulator.add_message()
+    for _ in range(500):
+        assert status(http, handle).status_code == 200
+    assert sendblue_emulator.stats.connections == 1
+    assert sendblue_emulator.stats.requests == 500
