@@ -41,7 +41,7 @@ from msgstatus._providers.sendblue import (
     parse_retry_after,
 )
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("reuse_tls_context")]
 
 BASE = "https://api.sendblue.co"
 KEY = "key-id-4f1c"

@@ -27,7 +27,7 @@ from msgstatus import (
 )
 from msgstatus.testing import Fault, SendblueEmulator, SendblueState
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("reuse_tls_context")]
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0)
 
