@@ -161,6 +161,8 @@ def test_add_message_arguments(sendblue_emulator: SendblueEmulator) -> None:
         sendblue_emulator.add_message(steps=[(1.0, "SENT"), (0.5, "QUEUED")])
     with pytest.raises(ValueError, match="ascending"):
         sendblue_emulator.script_recipient("+1555", [(1.0, "SENT"), (0.5, "QUEUED")])
+    with pytest.raises(ValueError, match="ascending"):
+        sendblue_emulator.default_send_steps = [(1.0, "SENT"), (0.5, "QUEUED")]
 
 
 def test_send_message(sendblue_emulator: SendblueEmulator, http: httpx.Client) -> None:

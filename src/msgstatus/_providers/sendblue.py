@@ -119,7 +119,8 @@ def _text_or_none(value: object) -> object:
 
 
 def _error_code_text(value: object) -> object:
-    # Sendblue documents an int; webhooks and older payloads have been seen as strings.
+    # Sendblue documents an int; a numeric string (a webhook relay, a future payload) is taken as
+    # it is rather than failing the lookup.
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -138,7 +139,7 @@ def _error_key_text(value: object) -> object:
         return None
     if isinstance(value, str):
         return value.strip() or None
-    return json.dumps(value)
+    return str(value)
 
 
 def _lenient_datetime(value: object, handler: ValidatorFunctionWrapHandler) -> object:
@@ -167,7 +168,6 @@ class _MessageResponse(BaseModel):
     error_code: Annotated[str | None, BeforeValidator(_error_code_text)] = None
     error_message: Annotated[str | None, BeforeValidator(_text_or_none)] = None
     date_updated: Annotated[datetime | None, WrapValidator(_lenient_datetime)] = None
-    message_handle: Annotated[str | None, BeforeValidator(_text_or_none)] = None
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -353,12 +353,14 @@ class SendblueProvider:
             "accept": "application/json",
         }
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(
-            timeout=self._timeout,
-            limits=_LIMITS,
-            follow_redirects=False,
-            headers={"user-agent": f"msgstatus/{__version__}"},
-        )
+        if http_client is None:
+            http_client = httpx.AsyncClient(
+                timeout=self._timeout,
+                limits=_LIMITS,
+                follow_redirects=False,
+                headers={"user-agent": f"msgstatus/{__version__}"},
+            )
+        self._client = http_client
         self._table = StatusTable(PROVIDER, SENDBLUE_STATUS_MAP)
 
     @classmethod
@@ -487,7 +489,9 @@ class SendblueProvider:
 
     async def _attempt(self, native: str, canonical: str) -> StatusResult:
         if self._client.is_closed:
-            raise MsgStatusError("the provider's HTTP client is closed", provider=PROVIDER)
+            raise MsgStatusError(
+                "the provider's HTTP client is closed", provider=PROVIDER, handle=canonical
+            )
         request = self._client.build_request(
             "GET",
             self._status_url,

@@ -8,8 +8,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import httpx
+
+from msgstatus._providers.sendblue import DEFAULT_TIMEOUT, SendblueProvider
+from msgstatus._retry import RetryPolicy
 from msgstatus.testing._server import (
     Fault,
     Lifecycle,
@@ -18,12 +22,6 @@ from msgstatus.testing._server import (
     Response,
     http_date,
 )
-
-if TYPE_CHECKING:
-    import httpx
-
-    from msgstatus._providers.sendblue import SendblueProvider
-    from msgstatus._retry import RetryPolicy
 
 __all__ = ["DEFAULT_STEPS", "SendblueEmulator", "SendblueState"]
 
@@ -53,17 +51,12 @@ DEFAULT_STEPS: tuple[tuple[float, str | SendblueState], ...] = (
 StepsArg = Sequence[tuple[float, str | SendblueState]]
 
 
-@dataclass(frozen=True)
-class _Step:
-    state: SendblueState
-    body: bytes  # the status payload, serialized once when the message is added
-
-
 @dataclass
 class _Message:
     fields: dict[str, Any]
     created: datetime
-    lifecycle: Lifecycle[_Step]
+    # Each step's status payload, serialized once when the message is added.
+    lifecycle: Lifecycle[bytes]
 
 
 def _iso(moment: datetime) -> str:
@@ -76,6 +69,12 @@ def _iso(moment: datetime) -> str:
 def _error_body(message: str) -> bytes:
     # Sendblue's error bodies look like its message payloads: status ERROR plus a message.
     return json.dumps({"status": "ERROR", "error_message": message, "message": message}).encode()
+
+
+def _checked(steps: StepsArg) -> list[tuple[float, str | SendblueState]]:
+    # Checked when given, so that a bad script fails in the test, not inside the server.
+    Lifecycle(steps, clock=lambda: 0.0)
+    return list(steps)
 
 
 def _as_state(state: str | SendblueState) -> SendblueState:
@@ -109,8 +108,7 @@ class SendblueEmulator(LoopbackServer):
         #: Account fields put into every payload.
         self.account_email = "emulator@example.com"
         self.from_number = "+15550100000"
-        #: Lifecycle of a sent message whose number has no script of its own.
-        self.default_send_steps: StepsArg = DEFAULT_STEPS
+        self._default_send_steps: StepsArg = DEFAULT_STEPS
         self._messages: dict[str, _Message] = {}
         self._scripts: dict[str, StepsArg] = {}
         self._messages_lock = threading.Lock()
@@ -129,7 +127,8 @@ class SendblueEmulator(LoopbackServer):
         error_message: str | None = None,
         **fields: Any,
     ) -> str:
-        """Add a message and return its handle (a new UUID unless you pass one).
+        """Add a message and return its handle (a new UUID unless you pass one; an existing
+        handle is replaced).
 
         Give either ``status`` (with optional error fields: a message that stays in one state) or
         ``steps``, ``[(seconds, status or SendblueState), …]`` from now; with neither it is
@@ -160,16 +159,29 @@ class SendblueEmulator(LoopbackServer):
         self._store(handle, [(0.0, status)], message.fields, created=message.created)
 
     def script_recipient(self, number: str, steps: StepsArg) -> None:
-        """Messages sent to ``number`` from now on follow ``steps`` (see :meth:`add_message`)."""
-        Lifecycle(steps, self.clock)  # validates the offsets now rather than at send time
+        """Messages sent to ``number`` from now on follow ``steps`` (see :meth:`add_message`).
+
+        Raises ``ValueError`` for offsets that are negative or not ascending.
+        """
+        steps = _checked(steps)
         with self._messages_lock:
-            self._scripts[number] = list(steps)
+            self._scripts[number] = steps
+
+    @property
+    def default_send_steps(self) -> StepsArg:
+        """Lifecycle of a sent message whose number has no script of its own (default
+        :data:`DEFAULT_STEPS`). Assigning bad offsets raises ``ValueError``."""
+        return self._default_send_steps
+
+    @default_send_steps.setter
+    def default_send_steps(self, steps: StepsArg) -> None:
+        self._default_send_steps = _checked(steps)
 
     def payload(self, handle: str) -> dict[str, Any]:
         """The status payload the emulator would answer for ``handle`` now. Raises KeyError."""
         with self._messages_lock:
             message = self._messages[handle]
-        result: dict[str, Any] = json.loads(message.lifecycle.current().body)
+        result: dict[str, Any] = json.loads(message.lifecycle.current())
         return result
 
     @property
@@ -186,8 +198,6 @@ class SendblueEmulator(LoopbackServer):
         http_client: httpx.AsyncClient | None = None,
     ) -> SendblueProvider:
         """A :class:`~msgstatus.SendblueProvider` pointed at this emulator with its credentials."""
-        from msgstatus._providers.sendblue import DEFAULT_TIMEOUT, SendblueProvider
-
         return SendblueProvider(
             self.api_key,
             self.api_secret,
@@ -227,7 +237,7 @@ class SendblueEmulator(LoopbackServer):
             message = self._messages.get(handle)
         if message is None:
             return Response.json(404, _error_body("Message not found"))
-        return Response.json(200, message.lifecycle.current().body)
+        return Response.json(200, message.lifecycle.current())
 
     def _send_message(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -253,7 +263,7 @@ class SendblueEmulator(LoopbackServer):
             steps = self._scripts.get(number, self.default_send_steps)
         handle = str(uuid.uuid4())
         message = self._store(handle, steps, fields)
-        return Response.json(200, message.lifecycle.steps[0][1].body)
+        return Response.json(200, message.lifecycle.steps[0][1])
 
     # -- faults in Sendblue's words ------------------------------------------------------------
 
@@ -290,7 +300,7 @@ class SendblueEmulator(LoopbackServer):
     ) -> _Message:
         created = created if created is not None else datetime.now(timezone.utc)
         base = self._payload_fields(handle, fields, created)
-        rendered: list[tuple[float, _Step]] = []
+        rendered: list[tuple[float, bytes]] = []
         for offset, raw_state in steps:
             state = _as_state(raw_state)
             payload = dict(base)
@@ -301,7 +311,7 @@ class SendblueEmulator(LoopbackServer):
                 error_message=state.error_message,
                 date_updated=_iso(created + timedelta(seconds=offset)),
             )
-            rendered.append((offset, _Step(state, json.dumps(payload).encode())))
+            rendered.append((offset, json.dumps(payload).encode()))
         # Through a lambda, so that assigning emulator.clock later still drives this lifecycle.
         message = _Message(dict(fields), created, Lifecycle(rendered, lambda: self.clock()))
         with self._messages_lock:
