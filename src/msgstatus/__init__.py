@@ -2,6 +2,7 @@
 
 from msgstatus._client import ResendAction, ResendDecision, StatusClient, SyncStatusClient
 from msgstatus._provider import MessageStatusProvider, TypedHandle
+from msgstatus._providers.chime import ChimeHandle, ChimeProvider
 from msgstatus._providers.sendblue import SendblueProvider
 from msgstatus._retry import RetryPolicy
 from msgstatus._status import MessageStatus, StatusResult
@@ -22,6 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "ChimeHandle",
+    "ChimeProvider",
     "InvalidHandleError",
     "MessageNotFoundError",
     "MessageStatus",

@@ -1,10 +1,61 @@
-"""Amazon Chime SDK Messaging (boto3 ``chime-sdk-messaging``)."""
+"""Amazon Chime SDK Messaging (boto3 ``chime-sdk-messaging``).
+
+Everything true only of Chime lives here: the typed handle and its string form, the request, the
+status table, finality and the mapping of botocore's errors onto the msgstatus error tree.
+"""
 
 from __future__ import annotations
 
-from msgstatus._status import MessageStatus
+import email.utils
+import logging
+import math
+import re
+import time
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timezone
+from functools import partial
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CHIME_STATUS_MAP"]
+import anyio
+import anyio.to_thread
+from anyio.lowlevel import RunVar
+from pydantic import ValidationError
+
+from msgstatus._provider import TypedHandle, validate_handle_text
+from msgstatus._retry import RetryPolicy, call_with_retry
+from msgstatus._status import MessageStatus, StatusResult, StatusTable
+from msgstatus.errors import (
+    AuthenticationError,
+    InvalidHandleError,
+    MessageNotFoundError,
+    MsgStatusError,
+    PermissionDeniedError,
+    ProviderResponseError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_chime_sdk_messaging import ChimeSDKMessagingClient
+
+__all__ = [
+    "CHIME_ERROR_CODES",
+    "CHIME_FINAL_STATUSES",
+    "CHIME_STATUS_MAP",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_READ_TIMEOUT",
+    "ChimeHandle",
+    "ChimeProvider",
+]
+
+logger = logging.getLogger("msgstatus.chime")
+
+PROVIDER = "chime"
 
 #: ``Status.Value`` of GetChannelMessageStatus and what it means here. Mirrored in providers.md
 #: (a test compares the two). Any other value maps to UNKNOWN.
@@ -14,3 +65,655 @@ CHIME_STATUS_MAP: dict[str, MessageStatus] = {
     "FAILED": MessageStatus.FAILED,
     "DENIED": MessageStatus.DENIED,
 }
+
+#: Chime has nothing after ``SENT`` (no delivery or read receipts), so it is final like the two
+#: failures. ``PENDING`` (a channel flow is still processing the message) and ``UNKNOWN`` are not.
+CHIME_FINAL_STATUSES: frozenset[MessageStatus] = frozenset(
+    {MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.DENIED}
+)
+
+#: botocore ``ClientError`` codes and the error each becomes. The first seven are the errors the
+#: service model lists for GetChannelMessageStatus (plus NotFoundException, which it lists for
+#: GetChannelMessage); the rest are AWS-wide codes a request can meet before it reaches Chime.
+#: Any other code is a plain MsgStatusError naming it, except that an HTTP 429 is a rate limit and
+#: a 5xx is unavailability whatever the code (a load balancer's HTML page gives codes like "502").
+CHIME_ERROR_CODES: dict[str, type[MsgStatusError]] = {
+    "BadRequestException": InvalidHandleError,
+    "UnauthorizedClientException": AuthenticationError,
+    "ForbiddenException": PermissionDeniedError,
+    "NotFoundException": MessageNotFoundError,
+    "ThrottledClientException": RateLimitedError,
+    "ServiceUnavailableException": ProviderUnavailableError,
+    "ServiceFailureException": ProviderUnavailableError,
+    "UnrecognizedClientException": AuthenticationError,
+    "InvalidSignatureException": AuthenticationError,
+    "IncompleteSignatureException": AuthenticationError,
+    "MissingAuthenticationTokenException": AuthenticationError,
+    "ExpiredTokenException": AuthenticationError,
+    "AccessDeniedException": PermissionDeniedError,
+    "ThrottlingException": RateLimitedError,
+    "TooManyRequestsException": RateLimitedError,
+}
+
+_WHAT_IT_MEANS: dict[str, str] = {
+    "BadRequestException": "Chime refused the request as malformed",
+    "UnauthorizedClientException": "Chime rejected the AWS credentials",
+    "ForbiddenException": (
+        "Chime does not let this bearer read the message's status (only its sender may)"
+    ),
+    "NotFoundException": "Chime has no such message (a DENIED message is not stored)",
+    "ThrottledClientException": "Chime is throttling requests",
+    "ServiceUnavailableException": "Chime is unavailable",
+    "ServiceFailureException": "Chime failed to handle the request",
+}
+
+#: Seconds to wait for a TCP connection to Chime (botocore's own default is 60).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds to wait for a response once connected: a status is a small read, and the retry policy
+#: (not one long wait) is what rides out a slow moment. botocore's default is 60.
+DEFAULT_READ_TIMEOUT = 30.0
+#: Lookups in flight at once per provider, and the size of botocore's connection pool (its default).
+DEFAULT_MAX_CONCURRENCY = 10
+
+# The service model's limits (shapes ChimeArn, MessageId, SubChannelId).
+_ARN_MIN, _ARN_MAX = 5, 1600
+_ID_MAX = 128
+_ARN_PATTERN = re.compile(
+    r"arn:[a-z0-9\-.]{1,63}:[a-z0-9\-.]{0,63}:[a-z0-9\-.]{0,63}:[a-z0-9\-.]{0,63}:[^/].{0,1023}"
+)
+_ID_PATTERN = re.compile(r"[-_a-zA-Z0-9]{1,128}")
+# Control, format (zero-width, bidi), surrogate, private-use, unassigned and separator characters:
+# none has a place in an ARN that goes into a URL path or an HTTP header.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+
+_PREFIX = f"{PROVIDER}:"
+_FIELDS = ("message", "sub_channel", "bearer")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+# A Retry-After beyond a day is a misconfigured server, not advice worth passing on.
+_MAX_RETRY_AFTER = 24 * 60 * 60.0
+# Service messages are quoted in errors, bounded.
+_MAX_SERVICE_MESSAGE = 200
+
+
+# -- the handle -------------------------------------------------------------------------------
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}...({len(str(value))} characters)"
+
+
+def _invalid(message: str, handle: str | None = None) -> InvalidHandleError:
+    return InvalidHandleError(message, provider=PROVIDER, handle=handle)
+
+
+def _check_arn(value: object, field: str, *, ascii_only: bool = False) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{field} must be a string, not {type(value).__name__}")
+    if not _ARN_MIN <= len(value) <= _ARN_MAX:
+        raise _invalid(
+            f"{field} must be {_ARN_MIN} to {_ARN_MAX} characters long, not {len(value)}: "
+            f"{_shown(value)}"
+        )
+    for char in value:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            raise _invalid(f"{field} contains the character {char!r}: {_shown(value)}")
+        if ascii_only and not char.isascii():
+            # The bearer travels in the x-amz-chime-bearer header, which carries ASCII only.
+            raise _invalid(f"{field} must be ASCII, it contains {char!r}: {_shown(value)}")
+    if not _ARN_PATTERN.fullmatch(value):
+        raise _invalid(
+            f"{field} is not an ARN ('arn:partition:service:region:account:resource'): "
+            f"{_shown(value)}"
+        )
+    # botocore percent-encodes the whole ARN into one path segment, but proxies and servers that
+    # decode or normalize paths must never see a traversal in it: refuse dot segments and empty
+    # segments (a trailing or doubled '/'), also written with backslashes or percent-escapes.
+    for segment in re.split(r"[/\\]", value):
+        if not segment or _ESCAPE.sub(_decode_escape, segment) in (".", ".."):
+            raise _invalid(
+                f"{field} has an empty, '.' or '..' path segment: {_shown(value)}",
+            )
+    return value
+
+
+def _decode_escape(match: re.Match[str]) -> str:
+    return chr(int(match.group(1), 16))
+
+
+def _check_id(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{field} must be a string, not {type(value).__name__}")
+    if not _ID_PATTERN.fullmatch(value):
+        raise _invalid(
+            f"{field} must be 1 to {_ID_MAX} characters of letters, digits, '-' and '_': "
+            f"{_shown(value)}"
+        )
+    return value
+
+
+def _escape_arn(arn: str) -> str:
+    return arn.replace("%", "%25").replace(";", "%3B")
+
+
+def _unescape_arn(text: str, field: str, handle: str) -> str:
+    if "%" not in text:
+        return text
+    if re.search(r"%(?![0-9A-Fa-f]{2})", text):
+        raise _invalid(f"{field} has a '%' that is not followed by two hex digits", handle)
+    try:
+        # Escapes are UTF-8 bytes, as in URLs; only '%25' and '%3B' are ever written.
+        return re.sub(
+            r"(?:%[0-9A-Fa-f]{2})+",
+            lambda m: bytes.fromhex(m.group(0).replace("%", "")).decode("utf-8"),
+            text,
+        )
+    except UnicodeDecodeError as exc:
+        raise _invalid(f"{field} has percent-escapes that are not UTF-8", handle) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ChimeHandle:
+    """A message in Amazon Chime SDK Messaging: its channel, id, sub-channel and bearer.
+
+    ``channel_arn`` and ``bearer`` (the ARN of the AppInstanceUser or bot that sent the message;
+    only the sender may ask for its status) are ARNs as the service model defines them, with no
+    white space, control or invisible characters and no empty, ``.`` or ``..`` path segment; the
+    bearer must be ASCII. ``message_id`` and ``sub_channel_id`` are 1-128 letters, digits, ``-``
+    and ``_``. ``str(handle)`` is the canonical ``chime:…`` string and :meth:`parse` reads it back
+    into an equal handle. Raises :class:`~msgstatus.InvalidHandleError` for any invalid field.
+    """
+
+    channel_arn: str
+    message_id: str
+    sub_channel_id: str | None = None
+    bearer: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_arn(self.channel_arn, "channel_arn")
+        _check_id(self.message_id, "message_id")
+        if self.sub_channel_id is not None:
+            _check_id(self.sub_channel_id, "sub_channel_id")
+        if self.bearer is not None:
+            _check_arn(self.bearer, "bearer", ascii_only=True)
+
+    @property
+    def provider(self) -> str:
+        """Always ``"chime"``: the handle prefix :class:`ChimeProvider` claims."""
+        return PROVIDER
+
+    def __str__(self) -> str:
+        parts = [f"{_PREFIX}{_escape_arn(self.channel_arn)}", f"message={self.message_id}"]
+        if self.sub_channel_id is not None:
+            parts.append(f"sub_channel={self.sub_channel_id}")
+        if self.bearer is not None:
+            parts.append(f"bearer={_escape_arn(self.bearer)}")
+        return ";".join(parts)
+
+    def with_bearer(self, bearer: str | None) -> ChimeHandle:
+        """The same message asked about by ``bearer``. Raises InvalidHandleError for a bad ARN."""
+        return ChimeHandle(self.channel_arn, self.message_id, self.sub_channel_id, bearer)
+
+    @classmethod
+    def parse(cls, text: str) -> ChimeHandle:
+        """Read a handle string: ``[chime:]<channel ARN>;message=<id>[;sub_channel=<id>]
+        [;bearer=<ARN>]``, where ``%`` and ``;`` inside the ARNs are written ``%25`` and ``%3B``.
+
+        The fields after the channel may come in any order. Raises
+        :class:`~msgstatus.InvalidHandleError` for text that is not such a handle.
+        """
+        text = validate_handle_text(text, provider=PROVIDER)
+        native = text[len(_PREFIX) :] if text.startswith(_PREFIX) else text
+        channel, *pairs = native.split(";")
+        fields: dict[str, str] = {}
+        for pair in pairs:
+            name, sep, value = pair.partition("=")
+            if not sep or name not in _FIELDS:
+                raise _invalid(
+                    f"{_shown(pair)} is not a field of a Chime handle "
+                    "(message=, sub_channel= or bearer=; write ';' inside an ARN as '%3B')",
+                    text,
+                )
+            if name in fields:
+                raise _invalid(f"the field {name}= appears twice", text)
+            fields[name] = value
+        if "message" not in fields:
+            raise _invalid(
+                "a Chime handle is '<channel ARN>;message=<message id>"
+                "[;sub_channel=<id>][;bearer=<ARN>]'; message= is missing",
+                text,
+            )
+        bearer = fields.get("bearer")
+        try:
+            return cls(
+                channel_arn=_unescape_arn(channel, "channel_arn", text),
+                message_id=fields["message"],
+                sub_channel_id=fields.get("sub_channel"),
+                bearer=None if bearer is None else _unescape_arn(bearer, "bearer", text),
+            )
+        except InvalidHandleError as exc:
+            raise _invalid(exc.message, text) from exc
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _retry_after(headers: Mapping[str, object]) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), capped at a day."""
+    value = headers.get("retry-after")
+    if not isinstance(value, str):
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = max(when.timestamp() - time.time(), 0.0)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, _MAX_RETRY_AFTER)
+
+
+def _service_message(error: Mapping[str, object]) -> str:
+    message = error.get("Message")
+    if not isinstance(message, str) or not message.strip():
+        return ""
+    text = " ".join(message.split())
+    if len(text) > _MAX_SERVICE_MESSAGE:
+        text = text[: _MAX_SERVICE_MESSAGE - 3] + "..."
+    return f": {text}"
+
+
+def _raised_while_parsing(exc: BaseException) -> bool:
+    # botocore's parsers raise AttributeError/TypeError on bodies of the wrong shape (a Status
+    # that is a string, a list for an object); those are malformed responses, not our bugs.
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == "botocore.parsers":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _check_timeout(value: float, name: str) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number of seconds")
+    return float(value)
+
+
+# -- the provider -----------------------------------------------------------------------------
+
+
+class ChimeProvider:
+    """Looks up message statuses with Chime SDK Messaging's GetChannelMessageStatus.
+
+    Without ``client`` it builds one boto3 ``chime-sdk-messaging`` client from ``session`` (default:
+    a new ``boto3.Session`` reading the standard AWS configuration: environment, profiles,
+    ``AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING``), with ``region_name`` and ``endpoint_url`` if given,
+    botocore's retries off (``retry`` is the only retry layer), ``max_concurrency`` pooled
+    connections and the given timeouts; ``aclose`` closes it. A ``client`` you pass is used as it
+    is and stays open. ``bearer`` is the default sender ARN for handles without one. Calls run in
+    worker threads, at most ``max_concurrency`` at once.
+
+    Raises ``ValueError`` when no region is configured, the AWS configuration cannot be read, or an
+    argument is out of range, and :class:`~msgstatus.InvalidHandleError` for a bad ``bearer``.
+    """
+
+    name: str = PROVIDER
+
+    def __init__(
+        self,
+        *,
+        client: ChimeSDKMessagingClient | None = None,
+        bearer: str | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise ValueError("max_concurrency must be an int")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.bearer = None if bearer is None else _check_arn(bearer, "bearer", ascii_only=True)
+        self.max_concurrency = max_concurrency
+        self._retry = retry if retry is not None else RetryPolicy()
+        configured = (session, region_name, endpoint_url, connect_timeout, read_timeout)
+        if client is not None:
+            if any(value is not None for value in configured):
+                raise ValueError(
+                    "pass either client or the settings to build one (session, region_name, "
+                    "endpoint_url, connect_timeout, read_timeout), not both"
+                )
+            self._client = client
+            self._owns_client = False
+        else:
+            self._client = self._build_client(
+                session,
+                region_name,
+                endpoint_url,
+                _check_timeout(
+                    DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout,
+                    "connect_timeout",
+                ),
+                _check_timeout(
+                    DEFAULT_READ_TIMEOUT if read_timeout is None else read_timeout,
+                    "read_timeout",
+                ),
+            )
+            self._owns_client = True
+        self._closed = False
+        self._table = StatusTable(PROVIDER, CHIME_STATUS_MAP)
+        # anyio limiters belong to one event loop, and a provider may be built outside any loop
+        # and used from several (asyncio, trio, a SyncStatusClient's thread): one per loop.
+        self._limiter: RunVar[anyio.CapacityLimiter] = RunVar(f"msgstatus.chime.{id(self)}")
+
+    def _build_client(
+        self,
+        session: boto3.session.Session | None,
+        region_name: str | None,
+        endpoint_url: str | None,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> ChimeSDKMessagingClient:
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+
+        from msgstatus import __version__
+
+        config = botocore.config.Config(
+            # One retry layer: botocore's would multiply with RetryPolicy's attempts.
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=self.max_concurrency,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            user_agent_extra=f"msgstatus/{__version__}",
+        )
+        try:
+            if session is None:
+                session = boto3.session.Session()
+            return session.client(
+                "chime-sdk-messaging",
+                region_name=region_name,
+                endpoint_url=endpoint_url,
+                config=config,
+            )
+        except botocore.exceptions.NoRegionError as exc:
+            raise ValueError(
+                "no AWS region for Chime: pass region_name= or set AWS_REGION "
+                "(or a region in your AWS profile)"
+            ) from exc
+        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+            raise ValueError(
+                f"could not build the Chime client from the AWS configuration "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+
+    @property
+    def client(self) -> ChimeSDKMessagingClient:
+        """The boto3 ``chime-sdk-messaging`` client the provider calls (e.g. to send messages)."""
+        return self._client
+
+    def __repr__(self) -> str:
+        meta = self._client.meta
+        return (
+            f"{type(self).__name__}(region_name={meta.region_name!r}, "
+            f"endpoint_url={meta.endpoint_url!r}, max_concurrency={self.max_concurrency})"
+        )
+
+    async def __aenter__(self) -> ChimeProvider:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the boto3 client if this provider built it; a client passed in stays open.
+        Lookups after this raise :class:`~msgstatus.MsgStatusError`."""
+        self._closed = True
+        if self._owns_client:
+            self._client.close()
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def parse_handle(self, handle: str | TypedHandle) -> ChimeHandle:
+        """``handle`` as a :class:`ChimeHandle`: a ChimeHandle as it is, a string parsed with
+        :meth:`ChimeHandle.parse`. Raises :class:`~msgstatus.InvalidHandleError` otherwise."""
+        if isinstance(handle, ChimeHandle):
+            return handle
+        if isinstance(handle, str):
+            return ChimeHandle.parse(handle)
+        if isinstance(handle, TypedHandle):
+            if handle.provider != PROVIDER:
+                raise _invalid(
+                    f"a {handle.provider} handle cannot be looked up with Chime", str(handle)
+                )
+            return ChimeHandle.parse(str(handle))
+        raise _invalid(f"a handle must be a string or a ChimeHandle, not {type(handle).__name__}")
+
+    async def get_status(self, handle: str | TypedHandle, /) -> StatusResult:
+        """The status of one message, by :class:`ChimeHandle` or its string.
+
+        The bearer is the handle's, else the provider's default; with neither, or for a malformed
+        handle, :class:`~msgstatus.InvalidHandleError` is raised before any request. Throttling
+        and unavailability are retried per the retry policy; what remains raises
+        :class:`~msgstatus.RateLimitedError` or :class:`~msgstatus.ProviderUnavailableError`.
+        Other service errors map as in :data:`CHIME_ERROR_CODES` (Forbidden:
+        :class:`~msgstatus.PermissionDeniedError`, the bearer is not the sender); missing
+        credentials raise :class:`~msgstatus.AuthenticationError`, a malformed response
+        :class:`~msgstatus.ProviderResponseError`.
+        """
+        typed = self.parse_handle(handle)
+        canonical = str(typed)
+        bearer = typed.bearer if typed.bearer is not None else self.bearer
+        if bearer is None:
+            raise _invalid(
+                "the handle names no bearer and the provider has no default: pass bearer= to "
+                "ChimeProvider or put ';bearer=<sender ARN>' in the handle",
+                canonical,
+            )
+        params: dict[str, str] = {
+            "ChannelArn": typed.channel_arn,
+            "MessageId": typed.message_id,
+            "ChimeBearer": bearer,
+        }
+        if typed.sub_channel_id is not None:
+            params["SubChannelId"] = typed.sub_channel_id
+        return await call_with_retry(self._retry, partial(self._attempt, params, canonical))
+
+    def result_from_send_response(
+        self, response: Mapping[str, Any], *, bearer: str | None = None
+    ) -> StatusResult:
+        """The status ``send_channel_message`` already returned, normalized without another call.
+
+        The result's handle is built from the response's ``ChannelArn``, ``MessageId`` and
+        ``SubChannelId``, plus ``bearer`` if you pass it (so that the handle string alone can be
+        looked up later). A response without ``Status`` gives ``UNKNOWN``. Raises
+        :class:`~msgstatus.ProviderResponseError` when the response has no valid channel ARN or
+        message id, or a ``Status`` of the wrong shape; InvalidHandleError for a bad ``bearer``.
+        """
+        if not isinstance(response, Mapping):
+            raise ProviderResponseError(
+                f"a SendChannelMessage response is a dict, not {type(response).__name__}",
+                provider=PROVIDER,
+            )
+        if bearer is not None:
+            _check_arn(bearer, "bearer", ascii_only=True)
+        sub_channel = response.get("SubChannelId")
+        try:
+            typed = ChimeHandle(
+                response.get("ChannelArn"),  # type: ignore[arg-type]
+                response.get("MessageId"),  # type: ignore[arg-type]
+                sub_channel if sub_channel else None,
+                bearer,
+            )
+        except InvalidHandleError as exc:
+            raise ProviderResponseError(
+                f"the SendChannelMessage response has no usable ChannelArn and MessageId "
+                f"({exc.message})",
+                provider=PROVIDER,
+            ) from exc
+        payload = {key: value for key, value in response.items() if key != "ResponseMetadata"}
+        return self._normalize(payload, str(typed), status_required=False)
+
+    async def _attempt(self, params: dict[str, str], canonical: str) -> StatusResult:
+        if self._closed:
+            raise MsgStatusError("the provider is closed", provider=PROVIDER, handle=canonical)
+        try:
+            limiter = self._limiter.get()
+        except LookupError:
+            limiter = anyio.CapacityLimiter(self.max_concurrency)
+            self._limiter.set(limiter)
+        call = partial(self._client.get_channel_message_status, **params)
+        try:
+            # Not abandoned on cancellation: the limiter token must stay taken until the thread
+            # is done, or more requests than max_concurrency could be in flight.
+            response: Mapping[str, object] = await anyio.to_thread.run_sync(call, limiter=limiter)
+        except Exception as exc:
+            error = self._translate(exc, canonical)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("GetChannelMessageStatus %r -> %s", canonical, type(error).__name__)
+            raise error from exc
+        result = self._normalize(
+            {key: value for key, value in response.items() if key != "ResponseMetadata"},
+            canonical,
+            status_required=True,
+        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("GetChannelMessageStatus %r -> %s", canonical, result.provider_status)
+        return result
+
+    def _normalize(
+        self, payload: dict[str, Any], canonical: str, *, status_required: bool
+    ) -> StatusResult:
+        status_object = payload.get("Status")
+        if status_object is None and not status_required:
+            value: object = None
+            detail: object = None
+        elif isinstance(status_object, Mapping):
+            value = status_object.get("Value")
+            detail = status_object.get("Detail")
+        else:
+            raise ProviderResponseError(
+                "Chime's response has no Status object"
+                if status_object is None
+                else f"Chime's Status is a {type(status_object).__name__}, not an object",
+                provider=PROVIDER,
+                handle=canonical,
+            )
+        if value is not None and not isinstance(value, str):
+            raise ProviderResponseError(
+                f"Chime's Status.Value is a {type(value).__name__}, not text",
+                provider=PROVIDER,
+                handle=canonical,
+            )
+        status = self._table.lookup(value)
+        try:
+            return StatusResult(
+                provider=PROVIDER,
+                handle=canonical,
+                status=status,
+                provider_status=value,
+                is_final=status in CHIME_FINAL_STATUSES,
+                detail=detail if isinstance(detail, str) and detail else None,
+                raw=payload,
+            )
+        except ValidationError as exc:
+            raise ProviderResponseError(
+                "Chime's response could not be stored as a result",
+                provider=PROVIDER,
+                handle=canonical,
+            ) from exc
+
+    @staticmethod
+    def _translate(exc: Exception, handle: str) -> MsgStatusError:
+        import botocore.exceptions as bce
+        import botocore.parsers
+        import urllib3.exceptions
+
+        if isinstance(exc, bce.ClientError):
+            return _client_error(exc, handle)
+        what = type(exc).__name__
+        if isinstance(
+            exc,
+            (
+                bce.NoCredentialsError,
+                bce.PartialCredentialsError,
+                bce.CredentialRetrievalError,
+                bce.NoAuthTokenError,
+                bce.TokenRetrievalError,
+                bce.SSOError,
+            ),
+        ):
+            return AuthenticationError(
+                f"no usable AWS credentials for Chime ({what}): configure the AWS credential "
+                "chain (environment, profile, role)",
+                provider=PROVIDER,
+                handle=handle,
+            )
+        if isinstance(exc, (bce.ReadTimeoutError, bce.ConnectTimeoutError)):
+            return ProviderUnavailableError(
+                f"Chime did not answer within the timeout ({what})",
+                provider=PROVIDER,
+                handle=handle,
+            )
+        if isinstance(
+            exc, (bce.ConnectionError, bce.HTTPClientError, urllib3.exceptions.HTTPError)
+        ):
+            # Refused, reset or dropped connections, a response cut short, TLS and proxy errors.
+            return ProviderUnavailableError(
+                f"could not reach Chime ({what})", provider=PROVIDER, handle=handle
+            )
+        if isinstance(exc, (botocore.parsers.ResponseParserError, bce.IncompleteReadError)) or (
+            _raised_while_parsing(exc)
+        ):
+            return ProviderResponseError(
+                f"Chime's response is not what the API promises ({what})",
+                provider=PROVIDER,
+                handle=handle,
+            )
+        if isinstance(exc, bce.BotoCoreError):
+            return MsgStatusError(
+                f"boto3 could not make the request ({what})", provider=PROVIDER, handle=handle
+            )
+        return MsgStatusError(f"unexpected {what} from boto3", provider=PROVIDER, handle=handle)
+
+
+def _client_error(exc: Any, handle: str) -> MsgStatusError:
+    response: Mapping[str, Any] = exc.response if isinstance(exc.response, Mapping) else {}
+    error: Mapping[str, object] = response.get("Error") or {}
+    metadata: Mapping[str, Any] = response.get("ResponseMetadata") or {}
+    code = str(error.get("Code") or "")
+    http_status = metadata.get("HTTPStatusCode")
+    status = http_status if isinstance(http_status, int) else None
+    headers: Mapping[str, object] = metadata.get("HTTPHeaders") or {}
+    kind = CHIME_ERROR_CODES.get(code)
+    if kind is None and status is not None:
+        if status == 429:
+            kind = RateLimitedError
+        elif status >= 500:
+            kind = ProviderUnavailableError
+    where = f"{code or 'an error'}, HTTP {status}" if status is not None else code or "an error"
+    meaning = _WHAT_IT_MEANS.get(code, "Chime answered an error")
+    message = f"{meaning} ({where}){_service_message(error)}"
+    if kind is RateLimitedError:
+        return RateLimitedError(
+            message, provider=PROVIDER, handle=handle, retry_after=_retry_after(headers)
+        )
+    if kind is None:
+        return MsgStatusError(message, provider=PROVIDER, handle=handle)
+    return kind(message, provider=PROVIDER, handle=handle)

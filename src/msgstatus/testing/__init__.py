@@ -1,6 +1,7 @@
 """Test helpers: loopback emulators of the providers' APIs, for this project's tests and yours."""
 
+from msgstatus.testing._chime import ChimeEmulator, ChimeState
 from msgstatus.testing._sendblue import SendblueEmulator, SendblueState
 from msgstatus.testing._server import Fault
 
-__all__ = ["Fault", "SendblueEmulator", "SendblueState"]
+__all__ = ["ChimeEmulator", "ChimeState", "Fault", "SendblueEmulator", "SendblueState"]

@@ -1,0 +1,659 @@
+"""A loopback emulator of Amazon Chime SDK Messaging: message statuses and sends, over real HTTP.
+
+botocore talks to it through ``endpoint_url`` exactly as it talks to AWS: REST-JSON, SigV4-signed
+requests (the signature is recomputed and checked), errors as ``x-amzn-ErrorType`` plus a JSON body
+so that botocore raises the real ``ClientError`` codes.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import quote, unquote, urlsplit
+
+from msgstatus._providers.chime import (
+    DEFAULT_MAX_CONCURRENCY,
+    ChimeProvider,
+    _check_arn,
+    _check_id,
+)
+from msgstatus._retry import RetryPolicy
+from msgstatus.errors import InvalidHandleError
+from msgstatus.testing._server import (
+    Fault,
+    Lifecycle,
+    LoopbackServer,
+    Request,
+    Response,
+    http_date,
+)
+
+if TYPE_CHECKING:
+    import boto3
+    import botocore.config
+    from mypy_boto3_chime_sdk_messaging import ChimeSDKMessagingClient
+
+__all__ = ["ChimeEmulator", "ChimeState"]
+
+logger = logging.getLogger("msgstatus.testing.chime")
+
+_ERROR_TYPE_URI = "http://internal.amazon.com/coral/com.amazonaws.chime/"
+_ACCOUNT = "111122223333"
+_AUTH_HEADER = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<akid>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/,\s]+)/"
+    r"(?P<service>[^/,\s]+)/aws4_request,\s*SignedHeaders=(?P<signed>[a-z0-9;\-]+),\s*"
+    r"Signature=(?P<signature>[0-9a-f]{64})"
+)
+_UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+# AWS refuses requests signed more than 15 minutes away from its own clock.
+_MAX_CLOCK_SKEW = 15 * 60
+# Limits of SendChannelMessage (service documentation): STANDARD content plus metadata up to 4 KB,
+# CONTROL content up to 30 bytes and no metadata.
+_MAX_STANDARD_BYTES = 4096
+_MAX_CONTROL_BYTES = 30
+_MAX_METADATA = 1024
+_TOKEN = re.compile(r"[-_a-zA-Z0-9]{2,64}")
+
+
+@dataclass(frozen=True)
+class ChimeState:
+    """One state of a Chime message: ``Status.Value`` and, optionally, ``Status.Detail``.
+
+    ``ChimeState("FAILED", "the processor timed out")``; a plain string in a lifecycle is a state
+    without detail. Any value is accepted (``"TELEPORTED"`` tests unknown values); after
+    ``"DENIED"`` the message is deleted, as Chime does not store denied messages.
+    """
+
+    value: str
+    detail: str | None = None
+
+
+#: A lifecycle: ``[(seconds from now, state), …]``, offsets ascending from 0.
+Steps: TypeAlias = Sequence[tuple[float, "str | ChimeState"]]
+#: A channel flow: the lifecycle of every message sent to the channel, or a function from the
+#: message's ``Content`` to that lifecycle.
+Flow: TypeAlias = "Steps | Callable[[str], Steps]"
+
+
+@dataclass
+class _Message:
+    channel_arn: str
+    message_id: str
+    sender: str
+    sub_channel_id: str | None
+    content: str
+    lifecycle: Lifecycle[ChimeState]
+    # Offset of the DENIED step, if the lifecycle has one: the message is deleted after it.
+    denied_at: float | None
+
+
+class _RequestError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _as_state(state: str | ChimeState) -> ChimeState:
+    return state if isinstance(state, ChimeState) else ChimeState(state)
+
+
+def _checked_steps(steps: Steps) -> tuple[list[tuple[float, ChimeState]], float | None]:
+    # Checked when given, so that a bad script fails in the test, not inside the server.
+    Lifecycle(steps, clock=lambda: 0.0)
+    checked = [(float(offset), _as_state(state)) for offset, state in steps]
+    denied_at = None
+    for index, (offset, state) in enumerate(checked):
+        if not isinstance(state.value, str):
+            raise ValueError(f"a state's value must be a string, not {state.value!r}")
+        if state.value == "DENIED":
+            if index != len(checked) - 1:
+                raise ValueError("DENIED must be the last step: Chime deletes denied messages")
+            denied_at = offset
+    return checked, denied_at
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    body = json.dumps({"Code": code, "Message": message}).encode()
+    return Response.json(
+        status,
+        body,
+        [("x-amzn-ErrorType", f"{code}:{_ERROR_TYPE_URI}"), ("x-amzn-RequestId", _request_id())],
+    )
+
+
+def _ok(status: int, payload: dict[str, Any]) -> Response:
+    return Response.json(
+        status, json.dumps(payload).encode(), [("x-amzn-RequestId", _request_id())]
+    )
+
+
+def _request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _status_object(state: ChimeState) -> dict[str, str]:
+    status = {"Value": state.value}
+    if state.detail is not None:
+        status["Detail"] = state.detail
+    return status
+
+
+def _bad_request(message: str) -> _RequestError:
+    return _RequestError(400, "BadRequestException", message)
+
+
+def _unauthorized(message: str) -> _RequestError:
+    return _RequestError(401, "UnauthorizedClientException", message)
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+class ChimeEmulator(LoopbackServer):
+    """A real HTTP server on ``127.0.0.1`` (random port) that speaks Chime SDK Messaging's
+    GetChannelMessageStatus and SendChannelMessage, for botocore at ``endpoint_url=base_url``.
+
+    Every request must carry a valid SigV4 ``Authorization`` header for ``access_key_id`` /
+    ``secret_access_key`` in ``region`` (else 401 ``UnauthorizedClientException``). A status lookup
+    must name the message's sender in ``x-amz-chime-bearer`` (else 403 ``ForbiddenException``) and
+    its sub-channel, if it has one. Messages follow scripted lifecycles on the emulator's ``clock``;
+    a ``DENIED`` message is served for ``denied_retention`` seconds and then deleted (404
+    ``NotFoundException``). Faults (:class:`Fault`) are rendered in Chime's wire format. Use it as a
+    context manager (sync or async), or through the ``chime_emulator`` pytest fixture.
+    """
+
+    def __init__(
+        self,
+        *,
+        access_key_id: str = "AKIDEMULATOR",
+        secret_access_key: str = "emulator-secret",  # noqa: S107 - a test double's default
+        region: str = "us-east-1",
+        latency: float = 0.0,
+        denied_retention: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(host=host, port=port, latency=latency)
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.region = region
+        #: Seconds a DENIED message is still served before it is deleted (Chime keeps none).
+        self.denied_retention = denied_retention
+        #: Exceptions raised inside the emulator (a channel-flow function that failed, say); each
+        #: one was answered with a 500 ServiceFailureException.
+        self.errors: list[BaseException] = []
+        self._messages: dict[tuple[str, str], _Message] = {}
+        self._flows: dict[str, Flow] = {}
+        self._sent: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._state_lock = threading.Lock()
+        self._wrong_shapes = 0
+        self._session: boto3.session.Session | None = None
+
+    # -- ARNs for tests ----------------------------------------------------------------------
+
+    @property
+    def app_instance_arn(self) -> str:
+        """``arn:aws:chime:<region>:111122223333:app-instance/emulator``: the AppInstance the
+        helper ARNs live in (any valid ARN works as a channel or user, though)."""
+        return f"arn:aws:chime:{self.region}:{_ACCOUNT}:app-instance/emulator"
+
+    def channel_arn(self, name: str = "general") -> str:
+        """A channel ARN in the emulator's AppInstance (any valid ARN works as a channel)."""
+        return f"{self.app_instance_arn}/channel/{name}"
+
+    def user_arn(self, name: str = "sender") -> str:
+        """An AppInstanceUser ARN, for bearers and senders (any valid ARN works)."""
+        return f"{self.app_instance_arn}/user/{name}"
+
+    # -- what tests call ---------------------------------------------------------------------
+
+    def add_message(
+        self,
+        channel_arn: str,
+        *,
+        sender: str,
+        message_id: str | None = None,
+        sub_channel_id: str | None = None,
+        status: str | ChimeState | None = None,
+        steps: Steps | None = None,
+        detail: str | None = None,
+        content: str = "Hello from the Chime emulator",
+    ) -> str:
+        """Add a message sent by ``sender`` and return its id (a new one unless you pass one;
+        an existing message with that id is replaced).
+
+        Give ``status`` (with optional ``detail``: a message that stays in one state) or ``steps``,
+        ``[(seconds, value or ChimeState), …]`` from now; with neither it is ``SENT``. Raises
+        ``ValueError`` for both, bad offsets, a step after ``DENIED``, or an invalid ARN or id.
+        """
+        if steps is not None:
+            if status is not None or detail is not None:
+                raise ValueError("give either steps (with ChimeState for details) or status")
+        else:
+            state = _as_state(status if status is not None else "SENT")
+            if detail is not None:
+                state = ChimeState(state.value, detail)
+            steps = [(0.0, state)]
+        checked = _checked_steps(steps)
+        try:
+            _check_arn(channel_arn, "channel_arn")
+            _check_arn(sender, "sender", ascii_only=True)
+            message_id = message_id if message_id is not None else uuid.uuid4().hex
+            _check_id(message_id, "message_id")
+            if sub_channel_id is not None:
+                _check_id(sub_channel_id, "sub_channel_id")
+        except InvalidHandleError as exc:
+            raise ValueError(exc.message) from exc
+        self._store(channel_arn, message_id, sender, sub_channel_id, content, checked)
+        return message_id
+
+    def set_status(self, channel_arn: str, message_id: str, status: str | ChimeState) -> None:
+        """Put a message into ``status`` now, ending its scripted lifecycle. Raises ``KeyError``
+        for a message the emulator does not have."""
+        with self._state_lock:
+            message = self._messages[(channel_arn, message_id)]
+        self._store(
+            channel_arn,
+            message_id,
+            message.sender,
+            message.sub_channel_id,
+            message.content,
+            _checked_steps([(0.0, status)]),
+        )
+
+    def set_channel_flow(self, channel_arn: str, flow: Flow | None) -> None:
+        """Messages sent to ``channel_arn`` from now on follow ``flow``: a lifecycle, or a function
+        from the message's ``Content`` to one (``None`` removes the flow). Without a flow a sent
+        message is ``SENT`` at once. Raises ``ValueError`` for a bad lifecycle.
+        """
+        if flow is not None and not callable(flow):
+            _checked_steps(flow)
+        with self._state_lock:
+            if flow is None:
+                self._flows.pop(channel_arn, None)
+            else:
+                self._flows[channel_arn] = flow
+
+    def status_payload(self, channel_arn: str, message_id: str) -> dict[str, Any] | None:
+        """The body a lookup of this message would get now, or None if the emulator has no such
+        message (never added, or denied and deleted)."""
+        message = self._current(channel_arn, message_id)
+        if message is None:
+            return None
+        return {"Status": _status_object(message.lifecycle.current())}
+
+    def sender_of(self, channel_arn: str, message_id: str) -> str | None:
+        """The sender (the only bearer allowed to look the message up), or None."""
+        with self._state_lock:
+            message = self._messages.get((channel_arn, message_id))
+        return None if message is None else message.sender
+
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        """``(channel ARN, message id)`` of every message the emulator stores, oldest first."""
+        with self._state_lock:
+            return list(self._messages)
+
+    def reset(self) -> None:
+        """Forget every message, flow, idempotency token, fault, recorded request and error, and
+        reset the counters; the server keeps running on the same port."""
+        with self._state_lock:
+            self._messages.clear()
+            self._flows.clear()
+            self._sent.clear()
+        self.clear_faults()
+        self.requests.clear()
+        self.errors.clear()
+        self.stats.reset()
+
+    # -- ready-made clients ------------------------------------------------------------------
+
+    def session(self) -> boto3.session.Session:
+        """A boto3 Session with the emulator's credentials and region (built once, then reused:
+        building one loads botocore's data files)."""
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.session.Session(
+                aws_access_key_id=self.access_key_id,
+                aws_secret_access_key=self.secret_access_key,
+                region_name=self.region,
+            )
+        return self._session
+
+    def client(self, config: botocore.config.Config | None = None) -> ChimeSDKMessagingClient:
+        """A boto3 ``chime-sdk-messaging`` client pointed at this emulator, with its credentials
+        and botocore's retries off; ``config`` is merged over that. Close it when done."""
+        import botocore.config
+
+        base = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"})
+        return self.session().client(
+            "chime-sdk-messaging",
+            endpoint_url=self.base_url,
+            config=base if config is None else base.merge(config),
+        )
+
+    def provider(
+        self,
+        *,
+        bearer: str | None = None,
+        retry: RetryPolicy | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> ChimeProvider:
+        """A :class:`~msgstatus.ChimeProvider` pointed at this emulator with its credentials."""
+        return ChimeProvider(
+            session=self.session(),
+            region_name=self.region,
+            endpoint_url=self.base_url,
+            bearer=bearer,
+            retry=retry,
+            max_concurrency=max_concurrency,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+
+    # -- the API -----------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            return self._route(request)
+        except _RequestError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        except Exception as exc:
+            # A failing flow function must not stop the server; the test sees it in .errors.
+            logger.exception("the Chime emulator failed on %s %s", request.method, request.path)
+            self.errors.append(exc)
+            return _error(500, "ServiceFailureException", "The service encountered an error.")
+
+    def _route(self, request: Request) -> Response:
+        # The raw path: Request.path is percent-decoded, which would split an encoded ARN at its
+        # '%2F's.
+        split = urlsplit(request.target)
+        self._check_signature(request, split.path, split.query)
+        segments = split.path.split("/")
+        # ['', 'channels', <channel ARN>, 'messages'(, <message id>)]
+        if (
+            len(segments) in (4, 5)
+            and segments[:2] == ["", "channels"]
+            and segments[3] == "messages"
+        ):
+            channel_arn = self._path_arn(segments[2])
+            if len(segments) == 4 and request.method == "POST":
+                return self._send_message(request, channel_arn)
+            if (
+                len(segments) == 5
+                and request.method == "GET"
+                and request.query.get("scope") == "message-status"
+            ):
+                return self._message_status(request, channel_arn, segments[4])
+        raise _RequestError(
+            404, "UnknownOperationException", f"No operation for {request.method} {split.path}"
+        )
+
+    @staticmethod
+    def _path_arn(segment: str) -> str:
+        try:
+            channel_arn = unquote(segment, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise _bad_request("The channel ARN is not UTF-8.") from exc
+        try:
+            return _check_arn(channel_arn, "ChannelArn")
+        except InvalidHandleError as exc:
+            raise _bad_request(exc.message) from exc
+
+    @staticmethod
+    def _bearer(request: Request) -> str:
+        bearer = request.headers.get("x-amz-chime-bearer")
+        if not bearer:
+            raise _bad_request("The x-amz-chime-bearer header (ChimeBearer) is required.")
+        try:
+            return _check_arn(bearer, "ChimeBearer", ascii_only=True)
+        except InvalidHandleError as exc:
+            raise _bad_request(exc.message) from exc
+
+    def _message_status(self, request: Request, channel_arn: str, raw_id: str) -> Response:
+        bearer = self._bearer(request)
+        message_id = unquote(raw_id)
+        sub_channel_id = request.query.get("sub-channel-id")
+        try:
+            _check_id(message_id, "MessageId")
+            if sub_channel_id is not None:
+                _check_id(sub_channel_id, "SubChannelId")
+        except InvalidHandleError as exc:
+            raise _bad_request(exc.message) from exc
+        message = self._current(channel_arn, message_id)
+        if message is None or message.sub_channel_id != sub_channel_id:
+            raise _RequestError(
+                404, "NotFoundException", f"The message {message_id} was not found."
+            )
+        if bearer != message.sender:
+            raise _RequestError(
+                403,
+                "ForbiddenException",
+                "Only the sender of a message can get its status.",
+            )
+        return _ok(200, {"Status": _status_object(message.lifecycle.current())})
+
+    def _send_message(self, request: Request, channel_arn: str) -> Response:
+        bearer = self._bearer(request)
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError as exc:
+            raise _bad_request("The request body is not JSON.") from exc
+        if not isinstance(body, dict):
+            raise _bad_request("The request body must be a JSON object.")
+        content = body.get("Content")
+        kind = body.get("Type")
+        persistence = body.get("Persistence")
+        token = body.get("ClientRequestToken")
+        metadata = body.get("Metadata")
+        sub_channel_id = body.get("SubChannelId")
+        if not isinstance(content, str) or not content:
+            raise _bad_request("Content is required.")
+        if kind not in ("STANDARD", "CONTROL"):
+            raise _bad_request("Type must be STANDARD or CONTROL.")
+        if persistence not in ("PERSISTENT", "NON_PERSISTENT"):
+            raise _bad_request("Persistence must be PERSISTENT or NON_PERSISTENT.")
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+            raise _bad_request("ClientRequestToken must be 2-64 of [-_a-zA-Z0-9].")
+        if metadata is not None and (not isinstance(metadata, str) or len(metadata) > 1024):
+            raise _bad_request(f"Metadata must be a string of at most {_MAX_METADATA} characters.")
+        size = len(content.encode()) + len((metadata or "").encode())
+        if kind == "CONTROL" and (metadata is not None or size > _MAX_CONTROL_BYTES):
+            raise _bad_request(
+                f"A CONTROL message is at most {_MAX_CONTROL_BYTES} bytes, without metadata."
+            )
+        if kind == "STANDARD" and size > _MAX_STANDARD_BYTES:
+            raise _bad_request("A STANDARD message with its metadata is at most 4 KB.")
+        if sub_channel_id is not None:
+            try:
+                _check_id(sub_channel_id, "SubChannelId")
+            except InvalidHandleError as exc:
+                raise _bad_request(exc.message) from exc
+        with self._state_lock:
+            known = self._sent.get((channel_arn, bearer, token))
+            flow = self._flows.get(channel_arn)
+        if known is not None:
+            # The idempotency token: the same request again is the same message.
+            return _ok(201, known)
+        steps = flow(content) if callable(flow) else flow
+        checked = _checked_steps(steps if steps is not None else [(0.0, "SENT")])
+        message_id = uuid.uuid4().hex
+        message = self._store(channel_arn, message_id, bearer, sub_channel_id, content, checked)
+        response: dict[str, Any] = {
+            "ChannelArn": channel_arn,
+            "MessageId": message_id,
+            "Status": _status_object(message.lifecycle.current()),
+        }
+        if sub_channel_id is not None:
+            response["SubChannelId"] = sub_channel_id
+        with self._state_lock:
+            self._sent[(channel_arn, bearer, token)] = response
+        # A flow that denies at once: the message is gone before the response is out.
+        self._current(channel_arn, message_id)
+        return _ok(201, response)
+
+    # -- SigV4 -------------------------------------------------------------------------------
+
+    def _check_signature(self, request: Request, raw_path: str, raw_query: str) -> None:
+        """Recompute the request's SigV4 signature as AWS does; raise 401 when it differs."""
+        headers = request.headers
+        authorization = headers.get("authorization")
+        if not authorization:
+            raise _unauthorized("Missing Authentication Token: the request is not signed.")
+        match = _AUTH_HEADER.fullmatch(authorization.strip())
+        if match is None:
+            raise _unauthorized("The Authorization header is not an AWS4-HMAC-SHA256 signature.")
+        if not hmac.compare_digest(match["akid"], self.access_key_id):
+            raise _unauthorized("The security token included in the request is invalid.")
+        if match["region"] != self.region or match["service"] != "chime":
+            raise _unauthorized(
+                f"Credential should be scoped to region '{self.region}' and service 'chime'."
+            )
+        amz_date = headers.get("x-amz-date", "")
+        try:
+            signed_at = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
+        except ValueError as exc:
+            raise _unauthorized("X-Amz-Date is missing or malformed.") from exc
+        if not amz_date.startswith(match["date"]):
+            raise _unauthorized("The credential scope's date is not the request's date.")
+        if abs(time.time() - signed_at) > _MAX_CLOCK_SKEW:
+            raise _unauthorized("Signature expired: the request is more than 15 minutes old.")
+        signed = match["signed"].split(";")
+        if "host" not in signed or "x-amz-date" not in signed or signed != sorted(set(signed)):
+            raise _unauthorized("SignedHeaders must be sorted and include host and x-amz-date.")
+        canonical_headers = []
+        for name in signed:
+            if name not in headers:
+                raise _unauthorized(f"The signed header {name} is missing.")
+            canonical_headers.append(f"{name}:{' '.join(headers[name].split())}\n")
+        payload_hash = hashlib.sha256(request.body).hexdigest()
+        declared = headers.get("x-amz-content-sha256")
+        if declared is not None and declared != payload_hash:
+            if declared != _UNSIGNED_PAYLOAD:
+                raise _unauthorized("x-amz-content-sha256 does not match the request body.")
+            payload_hash = declared
+        pairs = []
+        for pair in raw_query.split("&") if raw_query else []:
+            key, _, value = pair.partition("=")
+            pairs.append((quote(unquote(key), safe="-_.~"), quote(unquote(value), safe="-_.~")))
+        canonical_request = "\n".join(
+            [
+                request.method,
+                # SigV4 (outside S3) encodes the already-encoded path once more.
+                quote(raw_path or "/", safe="/~"),
+                "&".join(f"{key}={value}" for key, value in sorted(pairs)),
+                "".join(canonical_headers),
+                match["signed"],
+                payload_hash,
+            ]
+        )
+        scope = f"{match['date']}/{self.region}/chime/aws4_request"
+        string_to_sign = "\n".join(
+            [
+                "AWS4-HMAC-SHA256",
+                amz_date,
+                scope,
+                hashlib.sha256(canonical_request.encode()).hexdigest(),
+            ]
+        )
+        signing_key = _hmac(f"AWS4{self.secret_access_key}".encode(), match["date"])
+        for part in (self.region, "chime", "aws4_request"):
+            signing_key = _hmac(signing_key, part)
+        expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, match["signature"]):
+            raise _unauthorized(
+                "The request signature we calculated does not match the signature you provided."
+            )
+
+    # -- faults in Chime's words -------------------------------------------------------------
+
+    def render_fault(self, fault: Fault, request: Request) -> Response:
+        """Faults as Chime would send them: 429 ``ThrottledClientException`` (with a
+        ``Retry-After`` the service itself does not usually send), 500 ``ServiceFailureException``,
+        503 ``ServiceUnavailableException``, 502/504 as a load balancer's HTML page; an unknown
+        ``Status.Value`` (``TELEPORTED``); a ``Status`` that is a string or a list."""
+        if fault in (Fault.RATE_LIMIT, Fault.RATE_LIMIT_HTTP_DATE):
+            response = _error(429, "ThrottledClientException", "The client is being throttled.")
+            retry_after = "1" if fault is Fault.RATE_LIMIT else http_date(1)
+            response.headers.append(("Retry-After", retry_after))
+            return response
+        if fault is Fault.SERVER_ERROR_500:
+            return _error(500, "ServiceFailureException", "The service encountered an error.")
+        if fault is Fault.SERVER_ERROR_503:
+            return _error(503, "ServiceUnavailableException", "The service is unavailable.")
+        if fault is Fault.UNKNOWN_STATUS:
+            status = {"Value": "TELEPORTED"}
+            if request.method == "POST":
+                segments = urlsplit(request.target).path.split("/")
+                channel = unquote(segments[2]) if len(segments) > 2 else ""
+                return _ok(
+                    201, {"ChannelArn": channel, "MessageId": uuid.uuid4().hex, "Status": status}
+                )
+            return _ok(200, {"Status": status})
+        if fault is Fault.WRONG_SHAPE:
+            with self._lock:
+                self._wrong_shapes += 1
+                odd = self._wrong_shapes % 2 == 1
+            return _ok(200, {"Status": "SENT"} if odd else {"Status": ["SENT"]})
+        if fault is Fault.TRUNCATED:
+            body = json.dumps({"Status": {"Value": "SENT", "Detail": "x" * 64}}).encode()
+            return Response(200, body, [("Content-Type", "application/json")], truncate=True)
+        return super().render_fault(fault, request)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _store(
+        self,
+        channel_arn: str,
+        message_id: str,
+        sender: str,
+        sub_channel_id: str | None,
+        content: str,
+        checked: tuple[list[tuple[float, ChimeState]], float | None],
+    ) -> _Message:
+        steps, denied_at = checked
+        # Through a lambda, so that assigning emulator.clock later still drives this lifecycle.
+        lifecycle = Lifecycle(steps, lambda: self.clock())
+        message = _Message(
+            channel_arn, message_id, sender, sub_channel_id, content, lifecycle, denied_at
+        )
+        with self._state_lock:
+            self._messages.pop((channel_arn, message_id), None)
+            self._messages[(channel_arn, message_id)] = message
+        return message
+
+    def _current(self, channel_arn: str, message_id: str) -> _Message | None:
+        """The stored message, after deleting it if it was denied long enough ago."""
+        with self._state_lock:
+            message = self._messages.get((channel_arn, message_id))
+            if message is None or message.denied_at is None:
+                return message
+            elapsed = self.clock() - message.lifecycle.started_at
+            if elapsed >= message.denied_at + self.denied_retention:
+                del self._messages[(channel_arn, message_id)]
+                return None
+            return message
+
+    # Typed returns for `with ChimeEmulator() as emulator:`.
+
+    def __enter__(self) -> ChimeEmulator:
+        self.start()
+        return self
+
+    async def __aenter__(self) -> ChimeEmulator:
+        await super().__aenter__()
+        return self
