@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import os
 import re
 import time
 import unicodedata
@@ -354,7 +355,8 @@ class ChimeProvider:
 
     Without ``client`` it builds one boto3 ``chime-sdk-messaging`` client from ``session`` (default:
     a new ``boto3.Session`` reading the standard AWS configuration: environment, profiles,
-    ``AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING``), with ``region_name`` and ``endpoint_url`` if given,
+    ``AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING``; ``AWS_REGION`` as well as ``AWS_DEFAULT_REGION``),
+    with ``region_name`` and ``endpoint_url`` if given,
     botocore's retries off (``retry`` is the only retry layer), ``max_concurrency`` pooled
     connections and the given timeouts; ``aclose`` closes it. A ``client`` you pass is used as it
     is and stays open. ``bearer`` is the default sender ARN for handles without one. Calls run in
@@ -441,6 +443,10 @@ class ChimeProvider:
         try:
             if session is None:
                 session = boto3.session.Session()
+            if region_name is None and session.region_name is None:
+                # botocore reads only AWS_DEFAULT_REGION; the other AWS SDKs and the docs use
+                # AWS_REGION.
+                region_name = os.environ.get("AWS_REGION") or None
             return session.client(
                 "chime-sdk-messaging",
                 region_name=region_name,

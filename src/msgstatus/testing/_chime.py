@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import botocore.config
     from mypy_boto3_chime_sdk_messaging import ChimeSDKMessagingClient
 
-__all__ = ["ChimeEmulator", "ChimeState"]
+__all__ = ["ERROR_STATUS", "ChimeEmulator", "ChimeState"]
 
 logger = logging.getLogger("msgstatus.testing.chime")
 
@@ -64,6 +64,19 @@ _MAX_CONTROL_BYTES = 30
 _MAX_METADATA = 1024
 _TOKEN = re.compile(r"[-_a-zA-Z0-9]{2,64}")
 
+#: HTTP status of each error the service model lists for the two operations (plus
+#: NotFoundException, which it lists for GetChannelMessage).
+ERROR_STATUS: dict[str, int] = {
+    "BadRequestException": 400,
+    "UnauthorizedClientException": 401,
+    "ForbiddenException": 403,
+    "NotFoundException": 404,
+    "ConflictException": 409,
+    "ThrottledClientException": 429,
+    "ServiceFailureException": 500,
+    "ServiceUnavailableException": 503,
+}
+
 
 @dataclass(frozen=True)
 class ChimeState:
@@ -83,6 +96,15 @@ Steps: TypeAlias = Sequence[tuple[float, "str | ChimeState"]]
 #: A channel flow: the lifecycle of every message sent to the channel, or a function from the
 #: message's ``Content`` to that lifecycle.
 Flow: TypeAlias = "Steps | Callable[[str], Steps]"
+
+
+@dataclass
+class _QueuedError:
+    status: int
+    code: str
+    message: str
+    remaining: int | None
+    match: Callable[[Request], bool] | None
 
 
 @dataclass
@@ -198,6 +220,7 @@ class ChimeEmulator(LoopbackServer):
         self._sent: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._state_lock = threading.Lock()
         self._wrong_shapes = 0
+        self._errors: list[_QueuedError] = []
         self._session: boto3.session.Session | None = None
 
     # -- ARNs for tests ----------------------------------------------------------------------
@@ -305,14 +328,52 @@ class ChimeEmulator(LoopbackServer):
         with self._state_lock:
             return list(self._messages)
 
+    def inject_error(
+        self,
+        code: str,
+        *,
+        status: int | None = None,
+        message: str | None = None,
+        times: int | None = 1,
+        match: Callable[[Request], bool] | None = None,
+    ) -> None:
+        """Answer the next ``times`` signed requests (``None``: all, until :meth:`reset`) that
+        ``match`` accepts with the service error ``code``, in Chime's wire format.
+
+        ``status`` defaults to the model's status for the code (see ``ERROR_STATUS``); other codes
+        need one. The signature is checked first, as AWS does. Raises ``ValueError`` for an
+        unknown code without ``status``.
+        """
+        if status is None:
+            if code not in ERROR_STATUS:
+                raise ValueError(f"{code} is not an error of the model: pass status=")
+            status = ERROR_STATUS[code]
+        text = message if message is not None else f"{code} injected by the emulator."
+        with self._lock:
+            self._errors.append(_QueuedError(status, code, text, times, match))
+
+    def _next_error(self, request: Request) -> _QueuedError | None:
+        with self._lock:
+            for queued in self._errors:
+                if queued.match is None or queued.match(request):
+                    if queued.remaining is not None:
+                        queued.remaining -= 1
+                        if queued.remaining <= 0:
+                            self._errors.remove(queued)
+                    return queued
+        return None
+
     def reset(self) -> None:
-        """Forget every message, flow, idempotency token, fault, recorded request and error, and
-        reset the counters; the server keeps running on the same port."""
+        """Forget every message, flow, idempotency token, fault, injected error, recorded request
+        and error, and reset the counters. The server keeps running on the same port; settings
+        (``clock``, ``latency``, ``denied_retention``) stay as they are."""
         with self._state_lock:
             self._messages.clear()
             self._flows.clear()
             self._sent.clear()
         self.clear_faults()
+        with self._lock:
+            self._errors.clear()
         self.requests.clear()
         self.errors.clear()
         self.stats.reset()
@@ -383,6 +444,9 @@ class ChimeEmulator(LoopbackServer):
         # '%2F's.
         split = urlsplit(request.target)
         self._check_signature(request, split.path, split.query)
+        injected = self._next_error(request)
+        if injected is not None:
+            raise _RequestError(injected.status, injected.code, injected.message)
         segments = split.path.split("/")
         # ['', 'channels', <channel ARN>, 'messages'(, <message id>)]
         if (
