@@ -341,6 +341,15 @@ def _raised_while_parsing(exc: BaseException) -> bool:
     return False
 
 
+def _check_body_length(response_dict: Mapping[str, Any], **_: object) -> None:
+    from botocore.exceptions import IncompleteReadError
+
+    declared = str(response_dict.get("headers", {}).get("content-length", ""))
+    body = response_dict.get("body")
+    if declared.isdigit() and isinstance(body, bytes) and len(body) < int(declared):
+        raise IncompleteReadError(actual_bytes=len(body), expected_bytes=int(declared))
+
+
 def _check_timeout(value: float, name: str) -> float:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number of seconds")
@@ -447,7 +456,7 @@ class ChimeProvider:
                 # botocore reads only AWS_DEFAULT_REGION; the other AWS SDKs and the docs use
                 # AWS_REGION.
                 region_name = os.environ.get("AWS_REGION") or None
-            return session.client(
+            client = session.client(
                 "chime-sdk-messaging",
                 region_name=region_name,
                 endpoint_url=endpoint_url,
@@ -463,6 +472,12 @@ class ChimeProvider:
                 f"could not build the Chime client from the AWS configuration "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
+        # botocore reads bodies with urllib3's length check off: a body cut short would parse as
+        # a malformed response instead of a dropped connection (which a retry may fix).
+        client.meta.events.register(
+            "before-parse.chime-sdk-messaging.GetChannelMessageStatus", _check_body_length
+        )
+        return client
 
     @property
     def client(self) -> ChimeSDKMessagingClient:
@@ -678,15 +693,19 @@ class ChimeProvider:
                 handle=handle,
             )
         if isinstance(
-            exc, (bce.ConnectionError, bce.HTTPClientError, urllib3.exceptions.HTTPError)
+            exc,
+            (
+                bce.ConnectionError,
+                bce.HTTPClientError,
+                bce.IncompleteReadError,
+                urllib3.exceptions.HTTPError,
+            ),
         ):
             # Refused, reset or dropped connections, a response cut short, TLS and proxy errors.
             return ProviderUnavailableError(
                 f"could not reach Chime ({what})", provider=PROVIDER, handle=handle
             )
-        if isinstance(exc, (botocore.parsers.ResponseParserError, bce.IncompleteReadError)) or (
-            _raised_while_parsing(exc)
-        ):
+        if isinstance(exc, botocore.parsers.ResponseParserError) or _raised_while_parsing(exc):
             return ProviderResponseError(
                 f"Chime's response is not what the API promises ({what})",
                 provider=PROVIDER,
