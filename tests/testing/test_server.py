@@ -73,7 +73,7 @@ def test_random_faults_are_reproducible() -> None:
 
 @pytest.mark.anyio
 async def test_async_context_manager_and_in_flight_counting() -> None:
-    async with Echo(latency=0.05) as server, httpx.AsyncClient(base_url=server.base_url) as client:
+    async with Echo(latency=0.5) as server, httpx.AsyncClient(base_url=server.base_url) as client:
         async with anyio.create_task_group() as tg:
             for _ in range(8):
                 tg.start_soon(client.get, "/")
@@ -92,3 +92,16 @@ def test_lifecycle_follows_its_clock() -> None:
     assert life.current() == "c"
     with pytest.raises(ValueError, match="ascending"):
         Lifecycle([(1.0, "a"), (0.5, "b")], clock=lambda: 0.0)
+
+
+class Broken(LoopbackServer):
+    async def handle(self, request: Request) -> Response:
+        if request.path == "/bug":
+            raise RuntimeError("emulator bug")
+        return Response.json(200, b"{}")
+
+
+def test_a_handler_bug_costs_one_request_not_the_server() -> None:
+    with Broken() as server, httpx.Client(base_url=server.base_url, timeout=5) as client:
+        assert client.get("/bug").status_code == 500
+        assert client.get("/ok").status_code == 200

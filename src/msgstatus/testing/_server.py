@@ -9,6 +9,7 @@ Faults are injected per request: queued ("the next 3 requests get a 429") or at 
 from __future__ import annotations
 
 import enum
+import logging
 import random
 import threading
 import time
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 S = TypeVar("S")
+
+logger = logging.getLogger("msgstatus.testing")
 
 _MAX_HEAD_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -402,7 +405,14 @@ class LoopbackServer(AbstractContextManager["LoopbackServer"]):
             await anyio.sleep(self.latency)
         fault = self._next_fault(request)
         if fault is None:
-            return await self.handle(request)
+            try:
+                return await self.handle(request)
+            except Exception:
+                # A bug in an emulator's handler must cost one request, not stop the server.
+                logger.exception(
+                    "%s failed on %s %s", type(self).__name__, request.method, request.path
+                )
+                return Response.html(500, _REASONS[500])
         self.stats.faults_injected += 1
         if fault is Fault.STALL:
             await anyio.sleep(self.stall_seconds)
