@@ -241,6 +241,12 @@ async def test_async_with_closes_every_provider_once() -> None:
     assert (a.closed, b.closed) == (1, 1)
     with pytest.raises(RuntimeError, match="closed"):
         await client.get_status("alpha:m1")
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.get_statuses(["alpha:m1"])
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.resend_decisions(["alpha:m1"])
+    with pytest.raises(RuntimeError, match="closed"):
+        client.iter_statuses(["alpha:m1"])
 
 
 async def test_one_provider_failing_to_close_does_not_keep_the_others_open() -> None:

@@ -272,7 +272,7 @@ class StatusClient:
 
     @property
     def providers(self) -> Mapping[str, MessageStatusProvider]:
-        """The providers by name (read-only view)."""
+        """The providers by name (a copy)."""
         return dict(self._providers)
 
     async def __aenter__(self: _C) -> _C:
@@ -312,10 +312,13 @@ class StatusClient:
 
     # -- one handle ---------------------------------------------------------------------------
 
-    def _route(self, handle: Handle) -> tuple[str, MessageStatusProvider]:
-        """The cache key (canonical handle string) and the provider of ``handle``."""
+    def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the StatusClient is closed")
+
+    def _route(self, handle: Handle) -> tuple[str, MessageStatusProvider]:
+        """The cache key (canonical handle string) and the provider of ``handle``."""
+        self._check_open()
         if isinstance(handle, str):
             name, _ = split_handle(handle)
             key = handle
@@ -486,6 +489,8 @@ class StatusClient:
         concurrency: int,
         lookup: Callable[[Handle], Awaitable[_T]],
     ) -> list[_T]:
+        # Checked here too: inside the workers it would come out wrapped in an ExceptionGroup.
+        self._check_open()
         _check_concurrency(concurrency)
         source = _HandleSource(handles)
         size = len(handles) if isinstance(handles, Sized) else None
@@ -558,6 +563,7 @@ class StatusClient:
         single string; an error raised by the ``handles`` iterable itself comes out of the
         ``async for`` once the lookups already in flight have been yielded.
         """
+        self._check_open()
         return StatusStream(self, handles, concurrency=concurrency, refresh=refresh)
 
 
