@@ -17,11 +17,9 @@ __all__ = [
     "validate_handle_text",
 ]
 
-#: Longest handle string accepted, prefix included. The longest canonical Chime handle is 6,956
-#: characters: two ARNs at the service model's limit whose 1,024-character resource parts are all
-#: '%' or ';' (written as 3-character escapes), plus two 128-character ids. It must fit, so that
-#: every StatusResult.handle can be looked up again (tests/providers/test_chime.py checks it).
-MAX_HANDLE_LENGTH = 8192
+#: Longest handle string accepted, prefix included. A Chime handle with a channel ARN and a bearer
+#: ARN at their maximum (1600 characters each) plus two 128-character ids fits with room to spare.
+MAX_HANDLE_LENGTH = 4096
 
 _PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 

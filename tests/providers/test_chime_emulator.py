@@ -506,7 +506,7 @@ async def test_bad_credentials_are_refused(
         pytest.param("chime:arn:aws:chime:us-east-1:1:app-instance/a;message=m\r\n", id="crlf-id"),
         pytest.param(
             "chime:arn:aws:chime:us-east-1:1:app-instance/a;message=m;"
-            "bearer=arn:aws:chime:us-east-1:1:u%0D%0AX-Evil:%201",
+            "bearer=arn:aws:chime:us-east-1:1:u\r\nX-Evil: 1",
             id="crlf-bearer",
         ),
         pytest.param(

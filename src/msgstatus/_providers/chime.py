@@ -128,7 +128,10 @@ _ID_PATTERN = re.compile(r"[-_a-zA-Z0-9]{1,128}")
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 
 _PREFIX = f"{PROVIDER}:"
-_FIELDS = ("message", "sub_channel", "bearer")
+# The channel ARN of a handle string: anything up to the first ';' not escaped by a backslash.
+_CHANNEL_PART = re.compile(r"(?:[^\\;]|\\[\\;])*")
+_UNESCAPE = re.compile(r"\\([\\;])")
+_GRAMMAR = "'[chime:]<channel ARN>;message=<id>[;sub_channel=<id>][;bearer=<ARN>]'"
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 # A Retry-After beyond a day is a misconfigured server, not advice worth passing on.
@@ -194,24 +197,24 @@ def _check_id(value: object, field: str) -> str:
     return value
 
 
-def _escape_arn(arn: str) -> str:
-    return arn.replace("%", "%25").replace(";", "%3B")
+def _escape_channel(arn: str) -> str:
+    return arn.replace("\\", "\\\\").replace(";", "\\;")
 
 
-def _unescape_arn(text: str, field: str, handle: str) -> str:
-    if "%" not in text:
-        return text
-    if re.search(r"%(?![0-9A-Fa-f]{2})", text):
-        raise _invalid(f"{field} has a '%' that is not followed by two hex digits", handle)
-    try:
-        # Escapes are UTF-8 bytes, as in URLs; only '%25' and '%3B' are ever written.
-        return re.sub(
-            r"(?:%[0-9A-Fa-f]{2})+",
-            lambda m: bytes.fromhex(m.group(0).replace("%", "")).decode("utf-8"),
-            text,
+def _split_channel(native: str, handle: str) -> tuple[str, str | None]:
+    """The channel ARN at the start of ``native``, unescaped, and the text after the ``;`` that
+    ends it (None when nothing follows)."""
+    match = _CHANNEL_PART.match(native)
+    assert match is not None  # the pattern matches the empty string
+    end = match.end()
+    if end < len(native) and native[end] != ";":
+        raise _invalid(
+            "in the channel ARN, '\\' must be followed by '\\' or ';' "
+            "(a backslash is written '\\\\', a semicolon '\\;')",
+            handle,
         )
-    except UnicodeDecodeError as exc:
-        raise _invalid(f"{field} has percent-escapes that are not UTF-8", handle) from exc
+    channel = _UNESCAPE.sub(r"\1", match.group(0))
+    return channel, native[end + 1 :] if end < len(native) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,11 +248,14 @@ class ChimeHandle:
         return PROVIDER
 
     def __str__(self) -> str:
-        parts = [f"{_PREFIX}{_escape_arn(self.channel_arn)}", f"message={self.message_id}"]
+        # Only the channel ARN is escaped: ids cannot contain ';', and the bearer, which comes
+        # last, takes the rest of the string as it is. That keeps the longest handle within the
+        # client's limit (MAX_HANDLE_LENGTH).
+        parts = [f"{_PREFIX}{_escape_channel(self.channel_arn)}", f"message={self.message_id}"]
         if self.sub_channel_id is not None:
             parts.append(f"sub_channel={self.sub_channel_id}")
         if self.bearer is not None:
-            parts.append(f"bearer={_escape_arn(self.bearer)}")
+            parts.append(f"bearer={self.bearer}")
         return ";".join(parts)
 
     def with_bearer(self, bearer: str | None) -> ChimeHandle:
@@ -259,40 +265,30 @@ class ChimeHandle:
     @classmethod
     def parse(cls, text: str) -> ChimeHandle:
         """Read a handle string: ``[chime:]<channel ARN>;message=<id>[;sub_channel=<id>]
-        [;bearer=<ARN>]``, where ``%`` and ``;`` inside the ARNs are written ``%25`` and ``%3B``.
+        [;bearer=<ARN>]``, fields in this order, with ``\\`` and ``;`` in the channel ARN written
+        ``\\\\`` and ``\\;``; the bearer is the rest of the string, as it is.
 
-        The fields after the channel may come in any order. Raises
-        :class:`~msgstatus.InvalidHandleError` for text that is not such a handle.
+        Raises :class:`~msgstatus.InvalidHandleError` for text that is not such a handle.
         """
         text = validate_handle_text(text, provider=PROVIDER)
         native = text[len(_PREFIX) :] if text.startswith(_PREFIX) else text
-        channel, *pairs = native.split(";")
-        fields: dict[str, str] = {}
-        for pair in pairs:
-            name, sep, value = pair.partition("=")
-            if not sep or name not in _FIELDS:
+        channel, rest = _split_channel(native, text)
+        if rest is None or not rest.startswith("message="):
+            raise _invalid(f"a Chime handle is {_GRAMMAR}; message= is missing", text)
+        message_id, more, rest = rest[len("message=") :].partition(";")
+        sub_channel_id = bearer = None
+        if more and rest.startswith("sub_channel="):
+            sub_channel_id, more, rest = rest[len("sub_channel=") :].partition(";")
+        if more:
+            if not rest.startswith("bearer="):
                 raise _invalid(
-                    f"{_shown(pair)} is not a field of a Chime handle "
-                    "(message=, sub_channel= or bearer=; write ';' inside an ARN as '%3B')",
+                    f"{_shown(rest)} is not a field of a Chime handle {_GRAMMAR} "
+                    "(write ';' inside the channel ARN as '\\;')",
                     text,
                 )
-            if name in fields:
-                raise _invalid(f"the field {name}= appears twice", text)
-            fields[name] = value
-        if "message" not in fields:
-            raise _invalid(
-                "a Chime handle is '<channel ARN>;message=<message id>"
-                "[;sub_channel=<id>][;bearer=<ARN>]'; message= is missing",
-                text,
-            )
-        bearer = fields.get("bearer")
+            bearer = rest[len("bearer=") :]
         try:
-            return cls(
-                channel_arn=_unescape_arn(channel, "channel_arn", text),
-                message_id=fields["message"],
-                sub_channel_id=fields.get("sub_channel"),
-                bearer=None if bearer is None else _unescape_arn(bearer, "bearer", text),
-            )
+            return cls(channel, message_id, sub_channel_id, bearer)
         except InvalidHandleError as exc:
             raise _invalid(exc.message, text) from exc
 
