@@ -1113,7 +1113,7 @@ def test_a_script_that_never_closes_the_client_still_exits() -> None:
         print(client.get_status("fake:m1").status)
         """
     )
-    done = subprocess.run(  # noqa: S603 (our own interpreter and script)
+    done = subprocess.run(
         [sys.executable, "-c", script, str(Path(__file__).parent)],
         capture_output=True,
         text=True,
