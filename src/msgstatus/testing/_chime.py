@@ -711,13 +711,3 @@ class ChimeEmulator(LoopbackServer):
                 del self._messages[(channel_arn, message_id)]
                 return None
             return message
-
-    # Typed returns for `with ChimeEmulator() as emulator:`.
-
-    def __enter__(self) -> ChimeEmulator:
-        self.start()
-        return self
-
-    async def __aenter__(self) -> ChimeEmulator:
-        await super().__aenter__()
-        return self

@@ -340,13 +340,3 @@ class SendblueEmulator(LoopbackServer):
         }
         payload.update(fields)
         return payload
-
-    # Typed returns for `with SendblueEmulator() as emulator:`.
-
-    def __enter__(self) -> SendblueEmulator:
-        self.start()
-        return self
-
-    async def __aenter__(self) -> SendblueEmulator:
-        await super().__aenter__()
-        return self

@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 S = TypeVar("S")
+# Context managers return the subclass itself: `with SendblueEmulator() as emulator:` is typed.
+_Server = TypeVar("_Server", bound="LoopbackServer")
 
 logger = logging.getLogger("msgstatus.testing")
 
@@ -183,7 +185,7 @@ class _QueuedFault:
     match: Callable[[Request], bool] | None
 
 
-class LoopbackServer(AbstractContextManager["LoopbackServer"]):
+class LoopbackServer:
     """Base of the emulators: a real HTTP server on ``127.0.0.1`` at a random free port.
 
     Subclasses implement :meth:`handle` (the API) and :meth:`render_fault` (how a fault looks in
@@ -316,7 +318,7 @@ class LoopbackServer(AbstractContextManager["LoopbackServer"]):
         self._portal = self._portal_cm = None
         self._cancel = None
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self: _Server) -> _Server:
         self.start()
         return self
 
@@ -328,7 +330,7 @@ class LoopbackServer(AbstractContextManager["LoopbackServer"]):
     ) -> None:
         self.stop()
 
-    async def __aenter__(self) -> LoopbackServer:
+    async def __aenter__(self: _Server) -> _Server:
         await anyio.to_thread.run_sync(self.start)
         return self
 
