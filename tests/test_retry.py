@@ -12,7 +12,7 @@ from msgstatus import (
     RateLimitedError,
     RetryPolicy,
 )
-from msgstatus._retry import call_with_retry
+from msgstatus._retry import MAX_RETRY_AFTER, call_with_retry, retry_after_seconds
 
 pytestmark = pytest.mark.anyio
 
@@ -135,3 +135,26 @@ async def test_each_retry_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -
     assert len(lines) == 2
     assert "attempt 2 of 3" in lines[0]
     assert "attempt 3 of 3" in lines[1]
+
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("3", 3.0),
+        (" 1.5 ", 1.5),
+        ("0", 0.0),
+        ("-1", None),
+        ("nan", None),
+        ("inf", None),
+        ("soon", None),
+        (None, None),
+        ("Tue, 14 Nov 2023 22:13:30 GMT", 10.0),  # NOW + 10 s
+        ("Tue, 14 Nov 2023 22:13:00 GMT", 0.0),  # in the past
+        ("99999999", MAX_RETRY_AFTER),
+    ],
+)
+def test_retry_after_seconds(value: str | None, expected: float | None) -> None:
+    assert retry_after_seconds(value, now=NOW) == expected

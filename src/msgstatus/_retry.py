@@ -2,22 +2,65 @@
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import TypeVar
 
 import anyio
 
 from msgstatus.errors import MsgStatusError, RateLimitedError
 
-__all__ = ["RetryPolicy", "call_with_retry"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "RetryPolicy",
+    "call_with_retry",
+    "non_negative_number",
+    "retry_after_seconds",
+]
 
 logger = logging.getLogger("msgstatus.retry")
 
 T = TypeVar("T")
+
+#: A provider asking for a longer wait than a day is taken to ask for a day.
+MAX_RETRY_AFTER = 24 * 60 * 60.0
+
+
+def non_negative_number(text: str) -> float | None:
+    """``text`` as a finite number >= 0, or None."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` value: delay-seconds or an HTTP date.
+
+    A date in the past gives ``0.0``; a negative, non-finite or unparsable value, or None, gives
+    None; the result is capped at :data:`MAX_RETRY_AFTER`. ``now`` (epoch seconds) is for tests.
+    """
+    if value is None:
+        return None
+    seconds = non_negative_number(value)
+    if seconds is None:
+        try:
+            when = email.utils.parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,13 @@ status table, finality and the mapping of botocore's errors onto the msgstatus e
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import os
 import re
-import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timezone
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -26,7 +23,7 @@ from anyio.lowlevel import RunVar
 from pydantic import ValidationError
 
 from msgstatus._provider import TypedHandle, validate_handle_text
-from msgstatus._retry import RetryPolicy, call_with_retry
+from msgstatus._retry import RetryPolicy, call_with_retry, retry_after_seconds
 from msgstatus._status import MessageStatus, StatusResult, StatusTable
 from msgstatus.errors import (
     AuthenticationError,
@@ -135,7 +132,6 @@ _GRAMMAR = "'[chime:]<channel ARN>;message=<id>[;sub_channel=<id>][;bearer=<ARN>
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 # A Retry-After beyond a day is a misconfigured server, not advice worth passing on.
-_MAX_RETRY_AFTER = 24 * 60 * 60.0
 # Service messages are quoted in errors, bounded.
 _MAX_SERVICE_MESSAGE = 200
 
@@ -299,21 +295,7 @@ class ChimeHandle:
 def _retry_after(headers: Mapping[str, object]) -> float | None:
     """Seconds from a ``Retry-After`` header (seconds or an HTTP date), capped at a day."""
     value = headers.get("retry-after")
-    if not isinstance(value, str):
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value.strip())
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = max(when.timestamp() - time.time(), 0.0)
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return min(seconds, _MAX_RETRY_AFTER)
+    return retry_after_seconds(value) if isinstance(value, str) else None
 
 
 def _service_message(error: Mapping[str, object]) -> str:

@@ -6,13 +6,11 @@ status table, finality and the mapping of HTTP errors onto the msgstatus error t
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import json
 import logging
 import math
 import os
-import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
@@ -32,7 +30,13 @@ from pydantic import (
 )
 
 from msgstatus._provider import TypedHandle, native_handle
-from msgstatus._retry import RetryPolicy, call_with_retry
+from msgstatus._retry import (
+    MAX_RETRY_AFTER,
+    RetryPolicy,
+    call_with_retry,
+    non_negative_number,
+    retry_after_seconds,
+)
 from msgstatus._status import MessageStatus, StatusResult, StatusTable
 from msgstatus.errors import (
     AuthenticationError,
@@ -99,7 +103,6 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 _MAX_ERROR_BODY_BYTES = 64 * 1024
 
 # A Retry-After beyond a day is a misconfigured server, not advice worth passing on.
-_MAX_RETRY_AFTER = 24 * 60 * 60.0
 
 # Limits of the official SDK.
 _LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
@@ -181,32 +184,10 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     """
     millis = headers.get("retry-after-ms")
     if millis is not None:
-        seconds = _finite_non_negative(millis)
+        seconds = non_negative_number(millis)
         if seconds is not None:
-            return min(seconds / 1000.0, _MAX_RETRY_AFTER)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _finite_non_negative(value)
-    if seconds is None:
-        try:
-            when = email.utils.parsedate_to_datetime(value.strip())
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = max(when.timestamp() - (time.time() if now is None else now), 0.0)
-    return min(seconds, _MAX_RETRY_AFTER)
-
-
-def _finite_non_negative(text: str) -> float | None:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return value
+            return min(seconds / 1000.0, MAX_RETRY_AFTER)
+    return retry_after_seconds(headers.get("retry-after"), now=now)
 
 
 def _check_base_url(base_url: str) -> str:
