@@ -376,13 +376,11 @@ class LoopbackServer:
                 try:
                     self.requests.append(request)
                     response = await self._respond(request)
+                    if response.drop:
+                        return
+                    sent = await self._send(stream, response)
                 finally:
-                    # Counted down before the reply goes out, so that a client holding every
-                    # reply can rely on the server having nothing in flight.
                     self.stats.in_flight -= 1
-                if response.drop:
-                    return
-                sent = await self._send(stream, response)
                 if not sent or response.truncate or not keep_alive:
                     return
 
