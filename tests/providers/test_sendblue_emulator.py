@@ -319,7 +319,10 @@ async def test_a_thousand_lookups_at_concurrency_fifty(sendblue_emulator: Sendbl
     stats = sendblue_emulator.stats
     assert stats.requests == 1000
     assert 1 < stats.max_in_flight <= 50
-    assert stats.in_flight == 0
+    # The server counts a request out just after its reply is written: give it a moment.
+    with anyio.fail_after(5):
+        while stats.in_flight:  # noqa: ASYNC110 - a counter of the server thread
+            await anyio.sleep(0.01)
 
 
 async def test_no_secret_in_any_log_over_real_http(

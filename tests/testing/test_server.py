@@ -79,7 +79,10 @@ async def test_async_context_manager_and_in_flight_counting() -> None:
                 tg.start_soon(client.get, "/")
         assert server.stats.requests == 8
         assert 1 < server.stats.max_in_flight <= 8
-        assert server.stats.in_flight == 0
+        # A request is counted out just after its reply is written, so this may lag the client.
+        with anyio.fail_after(5):
+            while server.stats.in_flight:  # noqa: ASYNC110 - a counter of the server thread
+                await anyio.sleep(0.01)
 
 
 def test_lifecycle_follows_its_clock() -> None:
