@@ -116,7 +116,7 @@ async def _run_batch(
 
 def _check_slots(slots: Sequence[object], keys: Sequence[str]) -> None:
     assert len(slots) == len(keys)
-    for slot, key in zip(slots, keys):
+    for slot, key in zip(slots, keys, strict=True):
         assert isinstance(slot, (StatusResult, MsgStatusError)), repr(slot)
         # Typed: one of the library's own classes, and a specific one (the base class is what a
         # provider would give for something it did not understand).
@@ -133,7 +133,7 @@ def _check_no_hang(provider: Recording) -> None:
 def _check_retries(
     slots: Sequence[StatusResult | MsgStatusError], keys: Sequence[str], seen: Counter[str]
 ) -> None:
-    for slot, key in zip(slots, keys):
+    for slot, key in zip(slots, keys, strict=True):
         attempts = seen[key]
         assert 1 <= attempts <= POLICY.max_attempts, (key, attempts, slot)
         if isinstance(slot, MsgStatusError) and slot.retryable:
@@ -248,4 +248,3 @@ async def test_chime_under_random_faults(anyio_backend: str) -> None:
         injected = emulator.stats.faults_injected
     _check_variety(slots)
     assert injected >= count * FAULT_RATE * 0.7, injected
-
