@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from typing import Protocol, runtime_checkable
@@ -13,6 +14,7 @@ __all__ = [
     "MAX_HANDLE_LENGTH",
     "MessageStatusProvider",
     "TypedHandle",
+    "is_loopback_host",
     "split_handle",
     "validate_handle_text",
 ]
@@ -128,3 +130,18 @@ def native_handle(handle: object, provider: str) -> str:
                 "the handle is empty after its prefix", provider=provider, handle=prefix
             )
     return text
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an IP address, IPv6 without brackets) is this machine:
+    ``localhost``, 127.0.0.0/8 or ::1 (also IPv4-mapped). Providers accept plain ``http://``
+    only to such hosts (an emulator); anything else must be ``https://``."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback

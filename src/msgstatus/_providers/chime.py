@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 from pydantic import ValidationError
 
-from msgstatus._provider import TypedHandle, validate_handle_text
+from msgstatus._provider import TypedHandle, is_loopback_host, validate_handle_text
 from msgstatus._retry import RetryPolicy, call_with_retry, retry_after_seconds
 from msgstatus._status import MessageStatus, StatusResult, StatusTable
 from msgstatus.errors import (
@@ -328,6 +329,19 @@ def _check_body_length(response_dict: Mapping[str, Any], **_: object) -> None:
         raise IncompleteReadError(actual_bytes=len(body), expected_bytes=int(declared))
 
 
+def _check_endpoint(endpoint_url: str) -> None:
+    """ValueError for a plain ``http://`` endpoint that is not loopback: signed requests (and
+    bearer ARNs) must not cross a network unencrypted. Covers ``endpoint_url`` and the
+    ``AWS_ENDPOINT_URL*`` settings boto3 reads itself."""
+    split = urlsplit(endpoint_url)
+    if split.scheme.lower() == "http" and not is_loopback_host(split.hostname or ""):
+        shown = f"http://{split.hostname}" + (f":{split.port}" if split.port else "")
+        raise ValueError(
+            "the Chime endpoint must use https:// (plain http:// is accepted only for localhost, "
+            f"127.0.0.0/8 and ::1, e.g. an emulator), not {shown!r}"
+        )
+
+
 def _check_timeout(value: float, name: str) -> float:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number of seconds")
@@ -349,8 +363,9 @@ class ChimeProvider:
     is and stays open. ``bearer`` is the default sender ARN for handles without one. Calls run in
     worker threads, at most ``max_concurrency`` at once.
 
-    Raises ``ValueError`` when no region is configured, the AWS configuration cannot be read, or an
-    argument is out of range, and :class:`~msgstatus.InvalidHandleError` for a bad ``bearer``.
+    Raises ``ValueError`` when no region is configured, the AWS configuration cannot be read, the
+    endpoint is plain ``http://`` to a host that is not loopback, or an argument is out of range,
+    and :class:`~msgstatus.InvalidHandleError` for a bad ``bearer``.
     """
 
     name: str = PROVIDER
@@ -450,6 +465,11 @@ class ChimeProvider:
                 f"could not build the Chime client from the AWS configuration "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
+        try:
+            _check_endpoint(client.meta.endpoint_url)
+        except ValueError:
+            client.close()
+            raise
         # botocore reads bodies with urllib3's length check off: a body cut short would parse as
         # a malformed response instead of a dropped connection (which a retry may fix).
         client.meta.events.register(

@@ -6,7 +6,6 @@ status table, finality and the mapping of HTTP errors onto the msgstatus error t
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import math
@@ -29,7 +28,7 @@ from pydantic import (
     WrapValidator,
 )
 
-from msgstatus._provider import TypedHandle, native_handle
+from msgstatus._provider import TypedHandle, is_loopback_host, native_handle
 from msgstatus._retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,
@@ -203,24 +202,12 @@ def _check_base_url(base_url: str) -> str:
         raise ValueError("base_url must not contain a user name or password")
     if url.query or url.fragment:
         raise ValueError("base_url must not have a query string or fragment")
-    if url.scheme == "http" and not _is_loopback(url.host):
+    if url.scheme == "http" and not is_loopback_host(url.host):
         raise ValueError(
             "base_url must use https:// (plain http:// is accepted only for localhost, "
             f"127.0.0.0/8 and ::1, e.g. an emulator), not {base_url!r}"
         )
     return str(url).rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 def _check_credential(value: object, what: str) -> str:
