@@ -248,3 +248,95 @@ async def test_chime_under_random_faults(anyio_backend: str) -> None:
         injected = emulator.stats.faults_injected
     _check_variety(slots)
     assert injected >= count * FAULT_RATE * 0.7, injected
+
+
+# -- one client, both providers, abusive input ----------------------------------------------------
+
+ABUSIVE: list[object] = [
+    "",
+    " sendblue:abc",
+    "sendblue:abc ",
+    "sendblue:a\nb",
+    "sendblue:a\x00b",
+    "sendblue:a\u2028b",
+    "sendblue:a b",
+    "sendblue:\u200babc",
+    "sendblue:",
+    "sendblue:" + "a" * 5_000,
+    "no-prefix",
+    ":abc",
+    "SENDBLUE:abc",
+    "chime:arn:aws:chime:us-east-1:1:app-instance/a/channel/../x;message=m",
+    "chime:arn:aws:chime:us-east-1:1:app-instance/a/channel/c;message=bad id",
+    "chime:arn:aws:chime:us-east-1:1:app-instance/a/channel/c",
+    "chime:not-an-arn;message=m",
+    None,
+    42,
+    b"sendblue:abc",
+    ["sendblue:abc"],
+]
+UNKNOWN_PREFIXES = ["twilio:SM123", "other:x", "a_b-c:1"]
+
+
+async def test_one_client_with_both_providers_under_faults_and_abusive_input(
+    anyio_backend: str,
+) -> None:
+    """2,000 items mixing both providers' handles (typed and text, some repeated), malformed
+    handles, unknown prefixes and objects that are not handles, with faults on both emulators:
+    one typed slot each, refusals without any request, and only valid handles reach a server."""
+    async with (
+        SendblueEmulator() as sendblue,
+        ChimeEmulator(denied_retention=3600) as chime,
+    ):
+        channel = chime.channel_arn("abuse")
+        sender = chime.user_arn("abuse")
+        items: list[object] = []
+        valid: set[str] = set()
+        for index in range(2_000):
+            kind = index % 10
+            if kind < 4:
+                key = f"sendblue:{sendblue.add_message(status='DELIVERED')}"
+                items.append(key)
+            elif kind < 8:
+                handle = ChimeHandle(channel, chime.add_message(channel, sender=sender))
+                key = str(handle)
+                items.append(handle if kind % 2 else key)
+            elif kind == 8:
+                # A repeat of an earlier handle: the cache of final results may answer it.
+                items.append(items[index - (7 if index // 10 % 2 else 3)])
+                continue
+            else:
+                items.append((ABUSIVE + UNKNOWN_PREFIXES)[index // 10 % 24])
+                continue
+            valid.add(key)
+        for emulator in (sendblue, chime):
+            _capture_all_requests(emulator)
+            _arm(emulator, seed=5)
+        sendblue_provider = Recording(sendblue.provider(timeout=ATTEMPT_TIMEOUT, retry=POLICY))
+        chime_provider = Recording(
+            chime.provider(bearer=sender, retry=POLICY, read_timeout=ATTEMPT_TIMEOUT)
+        )
+        with anyio.fail_after(120):
+            async with StatusClient([sendblue_provider, chime_provider]) as client:
+                slots = await client.get_statuses(items)  # type: ignore[arg-type]
+        reached = {f"sendblue:{r.query.get('handle')}" for r in sendblue.requests}
+        reached |= {_chime_key(r, channel) for r in chime.requests}
+        total = sendblue.stats.requests + chime.stats.requests
+    assert len(slots) == len(items)
+    for item, slot in zip(items, slots, strict=True):
+        assert isinstance(slot, (StatusResult, MsgStatusError)), repr(slot)
+        assert type(slot).__module__.startswith("msgstatus"), type(slot)
+        if item in UNKNOWN_PREFIXES:
+            assert type(slot).__name__ == "UnknownProviderError", (item, slot)
+        elif item in ABUSIVE:
+            assert type(slot).__name__ == "InvalidHandleError", (item, slot)
+        else:
+            assert type(slot) is not MsgStatusError, (item, slot)
+            assert slot.handle == str(item), (item, slot)
+    for provider in (sendblue_provider, chime_provider):
+        _check_no_hang(provider)
+    # Only valid handles reached a server, each within the policy.
+    assert reached <= valid
+    assert total <= len(valid) * POLICY.max_attempts
+    kinds = Counter(type(slot).__name__ for slot in slots)
+    assert kinds["StatusResult"] > 1_000, kinds
