@@ -30,6 +30,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the official SDKs (placeholder until the benchmark issue lands)."""
+    """Benchmarks against the official SDKs and bare clients (see BENCHMARKS.md); ``-- --quick``
+    for a short smoke run."""
     session.install("-e", ".[bench]")
-    session.log("no benchmarks yet")
+    session.run("python", "bench/run.py", *session.posargs)

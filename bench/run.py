@@ -1,0 +1,552 @@
+"""Benchmarks: msgstatus's providers against the official SDKs and bare clients.
+
+    python bench/run.py            # the full run (nox -s bench runs this)
+    python bench/run.py --quick    # one short run of everything, to check that it works
+
+Every figure comes from the project's loopback emulators, each in its own process, and from one
+client process per contender, so that server and client never share an interpreter. Contenders
+of one provider take turns within each run (A, B, C, A, B, C, ...) so machine noise hits them
+alike. Throughput is lookups per second of a timed section; CPU is the client process's user +
+system time (``resource.getrusage``, worker threads included) per 1,000 lookups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+API_KEY, API_SECRET = "bench-key", "bench-secret"
+AKID, AWS_SECRET, REGION = "AKIDBENCH", "bench-aws-secret", "us-east-1"
+MESSAGES = 500
+CONCURRENCIES = (1, 16, 64)
+LATENCIES_MS = (0, 20)
+CONTENDERS = {
+    "sendblue": ("msgstatus", "official-sdk", "bare-httpx"),
+    "chime": ("msgstatus", "boto3-threads", "aiobotocore"),
+}
+
+
+# -- the emulator process ------------------------------------------------------------------------
+
+
+def serve(provider: str, latency_ms: float) -> None:
+    """Start one emulator, print what clients need as one JSON line, serve until stdin closes."""
+    from msgstatus.testing import ChimeEmulator, SendblueEmulator
+
+    latency = latency_ms / 1000
+    if provider == "sendblue":
+        sendblue = SendblueEmulator(API_KEY, API_SECRET, latency=latency)
+        with sendblue:
+            handles = [sendblue.add_message(f"bench-{i:05d}") for i in range(MESSAGES)]
+            print(json.dumps({"url": sendblue.base_url, "handles": handles}), flush=True)
+            sys.stdin.read()
+        return
+    chime = ChimeEmulator(
+        access_key_id=AKID, secret_access_key=AWS_SECRET, region=REGION, latency=latency
+    )
+    with chime:
+        channel, bearer = chime.channel_arn("bench"), chime.user_arn("bench")
+        ids = [
+            chime.add_message(channel, sender=bearer, message_id=f"m{i:05d}")
+            for i in range(MESSAGES)
+        ]
+        info = {"url": chime.base_url, "channel": channel, "bearer": bearer, "ids": ids}
+        print(json.dumps(info), flush=True)
+        sys.stdin.read()
+
+
+# -- the client processes ------------------------------------------------------------------------
+
+Lookup = Callable[[int], Awaitable[None]]
+
+
+async def _workers(lookup: Lookup, count: int, concurrency: int) -> None:
+    indexes = iter(range(count))
+
+    async def worker() -> None:
+        for index in indexes:
+            await lookup(index)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+
+
+class Contender:
+    """One way of looking statuses up; ``run`` does ``count`` lookups ``concurrency`` at once."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.info = info
+
+    async def run(self, count: int, concurrency: int) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+class SendblueOurs(Contender):
+    async def run(self, count: int, concurrency: int) -> None:
+        from msgstatus import SendblueProvider
+
+        if not hasattr(self, "provider"):
+            self.provider = SendblueProvider(API_KEY, API_SECRET, base_url=self.info["url"])
+        handles = self.info["handles"]
+
+        async def lookup(i: int) -> None:
+            await self.provider.get_status(f"sendblue:{handles[i % len(handles)]}")
+
+        await _workers(lookup, count, concurrency)
+
+    async def close(self) -> None:
+        await self.provider.aclose()
+
+
+class SendblueSdk(Contender):
+    async def run(self, count: int, concurrency: int) -> None:
+        import sendblue_api
+
+        if not hasattr(self, "sdk"):
+            self.sdk = sendblue_api.AsyncSendblueAPI(
+                api_key=API_KEY, api_secret=API_SECRET, base_url=self.info["url"], max_retries=0
+            )
+        handles = self.info["handles"]
+
+        async def lookup(i: int) -> None:
+            await self.sdk.messages.get_status(handle=handles[i % len(handles)])
+
+        await _workers(lookup, count, concurrency)
+
+    async def close(self) -> None:
+        await self.sdk.close()
+
+
+class SendblueHttpx(Contender):
+    async def run(self, count: int, concurrency: int) -> None:
+        import httpx
+
+        if not hasattr(self, "http"):
+            self.http = httpx.AsyncClient(
+                base_url=self.info["url"],
+                headers={"sb-api-key-id": API_KEY, "sb-api-secret-key": API_SECRET},
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            )
+        handles = self.info["handles"]
+
+        async def lookup(i: int) -> None:
+            reply = await self.http.get("/api/status", params={"handle": handles[i % len(handles)]})
+            reply.raise_for_status()
+            reply.json()
+
+        await _workers(lookup, count, concurrency)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def _boto3_session() -> Any:
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=AKID, aws_secret_access_key=AWS_SECRET, region_name=REGION
+    )
+
+
+class ChimeOurs(Contender):
+    providers: dict[int, Any]
+
+    async def run(self, count: int, concurrency: int) -> None:
+        from msgstatus import ChimeHandle, ChimeProvider
+
+        self.providers = getattr(self, "providers", {})
+        if concurrency not in self.providers:
+            # max_concurrency sizes both the worker limiter and botocore's pool.
+            self.providers[concurrency] = ChimeProvider(
+                session=_boto3_session(),
+                region_name=REGION,
+                endpoint_url=self.info["url"],
+                bearer=self.info["bearer"],
+                max_concurrency=concurrency,
+            )
+        provider = self.providers[concurrency]
+        handles = [ChimeHandle(self.info["channel"], mid) for mid in self.info["ids"]]
+
+        async def lookup(i: int) -> None:
+            await provider.get_status(handles[i % len(handles)])
+
+        await _workers(lookup, count, concurrency)
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+
+
+class ChimeBoto3Threads(Contender):
+    async def run(self, count: int, concurrency: int) -> None:
+        import botocore.config
+
+        if not hasattr(self, "client"):
+            config = botocore.config.Config(
+                retries={"total_max_attempts": 1}, max_pool_connections=max(CONCURRENCIES)
+            )
+            self.client = _boto3_session().client(
+                "chime-sdk-messaging", endpoint_url=self.info["url"], config=config
+            )
+        ids, channel, bearer = self.info["ids"], self.info["channel"], self.info["bearer"]
+
+        def lookup(i: int) -> None:
+            self.client.get_channel_message_status(
+                ChannelArn=channel, MessageId=ids[i % len(ids)], ChimeBearer=bearer
+            )
+
+        def all_lookups() -> None:
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(lookup, range(count)))
+
+        all_lookups()
+
+    async def close(self) -> None:
+        self.client.close()
+
+
+class ChimeAiobotocore(Contender):
+    async def run(self, count: int, concurrency: int) -> None:
+        if not hasattr(self, "client"):
+            import aiobotocore.session
+            from aiobotocore.config import AioConfig
+
+            config = AioConfig(
+                retries={"total_max_attempts": 1}, max_pool_connections=max(CONCURRENCIES)
+            )
+            self._context = aiobotocore.session.get_session().create_client(
+                "chime-sdk-messaging",
+                endpoint_url=self.info["url"],
+                region_name=REGION,
+                aws_access_key_id=AKID,
+                aws_secret_access_key=AWS_SECRET,
+                config=config,
+            )
+            self.client = await self._context.__aenter__()
+        ids, channel, bearer = self.info["ids"], self.info["channel"], self.info["bearer"]
+
+        async def lookup(i: int) -> None:
+            await self.client.get_channel_message_status(
+                ChannelArn=channel, MessageId=ids[i % len(ids)], ChimeBearer=bearer
+            )
+
+        await _workers(lookup, count, concurrency)
+
+    async def close(self) -> None:
+        await self._context.__aexit__(None, None, None)
+
+
+CLASSES: dict[tuple[str, str], type[Contender]] = {
+    ("sendblue", "msgstatus"): SendblueOurs,
+    ("sendblue", "official-sdk"): SendblueSdk,
+    ("sendblue", "bare-httpx"): SendblueHttpx,
+    ("chime", "msgstatus"): ChimeOurs,
+    ("chime", "boto3-threads"): ChimeBoto3Threads,
+    ("chime", "aiobotocore"): ChimeAiobotocore,
+}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def client_loop(provider: str, contender: str) -> None:
+    """Read ``count concurrency`` lines from stdin; answer each with one JSON line of figures."""
+    info = json.loads(sys.stdin.readline())
+    bench = CLASSES[(provider, contender)](info)
+    while line := await anyio.to_thread.run_sync(sys.stdin.readline):
+        count, concurrency = map(int, line.split())
+        await bench.run(min(concurrency, 8), concurrency)  # warm clients, pools and threads
+        cpu, start = _cpu(), time.perf_counter()
+        await bench.run(count, concurrency)
+        seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+        print(json.dumps({"seconds": seconds, "cpu": cpu, "count": count}), flush=True)
+    await bench.close()
+
+
+async def mixed_batch(sendblue_info: dict[str, Any], chime_info: dict[str, Any], n: int) -> None:
+    """StatusClient.get_statuses over ``n`` mixed handles: prints throughput and peak RSS."""
+    from msgstatus import ChimeHandle, ChimeProvider, SendblueProvider, StatusClient, StatusResult
+
+    def handles() -> Iterator[Any]:
+        for i in range(n):
+            kind = i % 4
+            if kind == 0:
+                yield f"sendblue:{sendblue_info['handles'][i % MESSAGES]}"
+            elif kind == 1:
+                yield ChimeHandle(chime_info["channel"], chime_info["ids"][i % MESSAGES])
+            elif kind == 2:
+                yield f"sendblue:missing-{i}"
+            else:
+                yield f"elsewhere:{i}"
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sendblue = SendblueProvider(API_KEY, API_SECRET, base_url=sendblue_info["url"])
+    chime = ChimeProvider(
+        session=_boto3_session(),
+        region_name=REGION,
+        endpoint_url=chime_info["url"],
+        bearer=chime_info["bearer"],
+        max_concurrency=16,
+    )
+    async with StatusClient([sendblue, chime], cache_final=False) as client:
+        cpu, start = _cpu(), time.perf_counter()
+        outcomes = await client.get_statuses(handles(), concurrency=64)
+        seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+    found = sum(isinstance(o, StatusResult) for o in outcomes)
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "handles": len(outcomes),
+                "found": found,
+                "seconds": seconds,
+                "cpu": cpu,
+                "rss_before_mb": rss_before / 1024,
+                "peak_rss_mb": rss_after / 1024,
+            }
+        ),
+        flush=True,
+    )
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, __file__, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+    )
+
+
+@dataclass
+class Series:
+    rates: list[float] = field(default_factory=list)
+    cpu_per_1000: list[float] = field(default_factory=list)
+
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+    def cpu(self) -> float:
+        return statistics.median(self.cpu_per_1000)
+
+
+def lookups_per_run(concurrency: int, latency_ms: int, quick: bool) -> int:
+    """Enough lookups for a timed section of roughly 0.5-1.5 s on a 2-core machine."""
+    estimate = min(concurrency / (latency_ms / 1000), 1500) if latency_ms else 900
+    count = int(estimate * (0.3 if quick else 0.5))
+    return max(count, 20 if quick else 40)
+
+
+def measure(
+    provider: str, latency_ms: int, runs: int, quick: bool
+) -> dict[tuple[str, int], Series]:
+    server = _spawn("--serve", provider, str(latency_ms))
+    assert server.stdout is not None and server.stdin is not None
+    info_line = server.stdout.readline()
+    clients = {name: _spawn("--client", provider, name) for name in CONTENDERS[provider]}
+    series: dict[tuple[str, int], Series] = {}
+    try:
+        for proc in clients.values():
+            assert proc.stdin is not None
+            proc.stdin.write(info_line)
+        for concurrency in CONCURRENCIES:
+            count = lookups_per_run(concurrency, latency_ms, quick)
+            for _ in range(runs):
+                for name, proc in clients.items():
+                    assert proc.stdin is not None and proc.stdout is not None
+                    proc.stdin.write(f"{count} {concurrency}\n")
+                    proc.stdin.flush()
+                    figures = json.loads(proc.stdout.readline())
+                    entry = series.setdefault((name, concurrency), Series())
+                    entry.rates.append(figures["count"] / figures["seconds"])
+                    entry.cpu_per_1000.append(figures["cpu"] / figures["count"] * 1000)
+    finally:
+        for proc in clients.values():
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(timeout=60)
+        server.stdin.close()
+        server.wait(timeout=60)
+    return series
+
+
+def mixed(quick: bool) -> dict[str, float]:
+    servers = [_spawn("--serve", name, "0") for name in ("sendblue", "chime")]
+    try:
+        infos = [proc.stdout.readline() for proc in servers if proc.stdout is not None]
+        n = 2000 if quick else 10_000
+        done = subprocess.run(
+            [sys.executable, __file__, "--mixed", str(n)],
+            input="".join(infos),
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+        )
+        result: dict[str, float] = json.loads(done.stdout)
+        return result
+    finally:
+        for proc in servers:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(timeout=60)
+
+
+def report(results: dict[tuple[str, int], dict[tuple[str, int], Series]], runs: int) -> list[str]:
+    lines = []
+    header = (
+        f"{'provider':<9}{'latency':>8}{'conc':>6}  {'contender':<14}{'lookups/s (min-max)':>26}"
+        f"{'CPU s/1000':>12}  ratio of msgstatus"
+    )
+    lines.append(header)
+    lines.append("-" * len(header))
+    targets: list[str] = []
+    for (provider, latency_ms), series in results.items():
+        for concurrency in CONCURRENCIES:
+            ours = series[("msgstatus", concurrency)]
+            for name in CONTENDERS[provider]:
+                entry = series[(name, concurrency)]
+                spread = f"{entry.rate():8.0f} ({min(entry.rates):.0f}-{max(entry.rates):.0f})"
+                ratio = (
+                    ""
+                    if name == "msgstatus"
+                    else (
+                        f"{ours.rate() / entry.rate():.2f}x rate, "
+                        f"{ours.cpu() / entry.cpu():.2f}x CPU"
+                    )
+                )
+                lines.append(
+                    f"{provider:<9}{latency_ms:>6}ms{concurrency:>6}  {name:<14}{spread:>26}"
+                    f"{entry.cpu():>12.3f}  {ratio}"
+                )
+            if provider == "sendblue":
+                sdk, bare = (
+                    series[("official-sdk", concurrency)],
+                    series[("bare-httpx", concurrency)],
+                )
+                targets.append(
+                    _target(
+                        f"sendblue {latency_ms}ms c{concurrency}: rate >= 1.0x SDK",
+                        ours.rate() / sdk.rate(),
+                        1.0,
+                    )
+                )
+                targets.append(
+                    _target(
+                        f"sendblue {latency_ms}ms c{concurrency}: rate >= 0.85x httpx",
+                        ours.rate() / bare.rate(),
+                        0.85,
+                    )
+                )
+                targets.append(
+                    _target(
+                        f"sendblue {latency_ms}ms c{concurrency}: CPU <= 1.15x httpx",
+                        bare.cpu() / ours.cpu(),
+                        1 / 1.15,
+                    )
+                )
+            else:
+                threads = series[("boto3-threads", concurrency)]
+                targets.append(
+                    _target(
+                        f"chime {latency_ms}ms c{concurrency}: rate >= 0.95x boto3 threads",
+                        ours.rate() / threads.rate(),
+                        0.95,
+                    )
+                )
+            if latency_ms == 20 and concurrency == 64:
+                ideal = concurrency / 0.020
+                targets.append(
+                    _target(
+                        f"{provider} 20ms c64: >= 80% of ideal {ideal:.0f}/s",
+                        ours.rate() / ideal,
+                        0.8,
+                    )
+                )
+        lines.append("")
+    lines.append(
+        f"median of {runs} runs; ratio = msgstatus / contender (rate), msgstatus / contender (CPU)"
+    )
+    lines.append("")
+    lines.append("targets:")
+    lines.extend(targets)
+    return lines
+
+
+def _target(name: str, value: float, bound: float) -> str:
+    return f"  {'met   ' if value >= bound else 'MISSED'}  {name}  ({value:.2f} vs {bound:.2f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one short run of everything")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--serve", nargs=2, metavar=("PROVIDER", "LATENCY_MS"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--client", nargs=2, metavar=("PROVIDER", "CONTENDER"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--mixed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], float(args.serve[1]))
+        return
+    if args.client:
+        anyio.run(client_loop, *args.client)
+        return
+    if args.mixed:
+        sendblue_info, chime_info = (json.loads(sys.stdin.readline()) for _ in range(2))
+        anyio.run(mixed_batch, sendblue_info, chime_info, args.mixed)
+        return
+    runs = 1 if args.quick else args.runs
+    started = time.perf_counter()
+    results = {}
+    for provider in CONTENDERS:
+        for latency_ms in LATENCIES_MS:
+            print(f"measuring {provider} at {latency_ms} ms ...", file=sys.stderr, flush=True)
+            results[(provider, latency_ms)] = measure(provider, latency_ms, runs, args.quick)
+    print("measuring StatusClient.get_statuses on mixed handles ...", file=sys.stderr, flush=True)
+    batch = mixed(args.quick)
+    lines = report(results, runs)
+    lines.append("")
+    lines.append(
+        f"StatusClient.get_statuses, {batch['handles']:.0f} mixed handles (1/4 sendblue found, "
+        f"1/4 chime found, 1/4 not found, 1/4 unknown provider), concurrency 64, 0 ms: "
+        f"{batch['handles'] / batch['seconds']:.0f} handles/s, "
+        f"{batch['cpu'] / batch['handles'] * 1000:.3f} CPU s/1000, "
+        f"peak RSS {batch['peak_rss_mb']:.0f} MB (after imports {batch['rss_before_mb']:.0f} MB)"
+    )
+    lines.append(
+        f"total time {time.perf_counter() - started:.0f} s; "
+        f"python {sys.version.split()[0]}; {os.cpu_count()} cores"
+    )
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
