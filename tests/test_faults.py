@@ -8,15 +8,18 @@ What each batch proves, for each provider:
   recording wrapper sees every exception before the client could translate a stray one);
 - no lookup hangs: each one ends within its retry budget (attempts x (timeout + backoff)) plus a
   generous margin, and the whole batch within ``anyio.fail_after``;
-- retries never exceed the policy: the emulator sees at most ``max_attempts`` requests per handle,
-  exactly ``max_attempts`` for a lookup that ended in a retryable error, and only one for a lookup
-  that ended in a non-retryable one;
+- retries never exceed the policy: the provider sends at most ``max_attempts`` requests per handle
+  (counted where its HTTP layer sends them), exactly ``max_attempts`` for a lookup that ended in a
+  retryable error, and the emulator reads no more than were sent;
 - and, so that the test can fail, the batch really met faults: successes, unknown statuses,
   several error types and retries all occur.
 
+A last test runs one client with both providers over faults and abusive input (malformed handles,
+unknown prefixes, objects that are not handles, repeats).
+
 Budget: 5,000 lookups per provider on asyncio, 1,000 per provider on trio (the emulators and the
 providers are the same code on both loops; trio repeats the batch at a smaller size to keep the
-whole file well under a minute).
+whole file under a minute).
 """
 
 from __future__ import annotations
