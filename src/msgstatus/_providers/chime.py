@@ -6,10 +6,12 @@ status table, finality and the mapping of botocore's errors onto the msgstatus e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
+import threading
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 from pydantic import ValidationError
@@ -351,6 +354,57 @@ def _check_timeout(value: float, name: str) -> float:
 # -- the provider -----------------------------------------------------------------------------
 
 
+class _Limiters:
+    """The per-event-loop limits of one provider: ``requests`` bounds the botocore calls in
+    flight; ``threads`` lets every one of them have a worker thread (anyio's default allows 40)."""
+
+    def __init__(self, max_concurrency: int) -> None:
+        self.requests = anyio.CapacityLimiter(max_concurrency)
+        self.threads = anyio.CapacityLimiter(math.inf)
+
+
+class _ThreadCall:
+    """One botocore call in a worker thread, which the caller may give up on (deadline,
+    cancellation) without giving up its concurrency token: the token goes back only when the
+    call has really ended, so ``max_concurrency`` bounds the requests in flight."""
+
+    def __init__(self, function: Any, limiters: _Limiters) -> None:
+        self._function = function
+        self._limiters = limiters
+        self._lock = threading.Lock()
+        self._state = "pending"  # -> "running" in the thread, or "abandoned" by the caller
+
+    async def run(self, deadline: float) -> Mapping[str, object]:
+        requests = self._limiters.requests
+        await requests.acquire_on_behalf_of(self)
+        try:
+            with anyio.fail_after(deadline):
+                result: Mapping[str, object] = await anyio.to_thread.run_sync(
+                    self._in_thread, abandon_on_cancel=True, limiter=self._limiters.threads
+                )
+                return result
+        except BaseException:
+            with self._lock:
+                never_started = self._state == "pending"
+                self._state = "abandoned"
+            if never_started:
+                requests.release_on_behalf_of(self)
+            raise
+
+    def _in_thread(self) -> Mapping[str, object]:
+        with self._lock:
+            if self._state == "abandoned":
+                raise anyio.get_cancelled_exc_class()()
+            self._state = "running"
+        try:
+            result: Mapping[str, object] = self._function()
+            return result
+        finally:
+            # RuntimeError: the event loop has ended, and its limiter with it.
+            with contextlib.suppress(RuntimeError):
+                anyio.from_thread.run_sync(self._limiters.requests.release_on_behalf_of, self)
+
+
 class ChimeProvider:
     """Looks up message statuses with Chime SDK Messaging's GetChannelMessageStatus.
 
@@ -418,7 +472,15 @@ class ChimeProvider:
         self._table = StatusTable(PROVIDER, CHIME_STATUS_MAP)
         # anyio limiters belong to one event loop, and a provider may be built outside any loop
         # and used from several (asyncio, trio, a SyncStatusClient's thread): one per loop.
-        self._limiter: RunVar[anyio.CapacityLimiter] = RunVar(f"msgstatus.chime.{id(self)}")
+        self._limiter: RunVar[_Limiters] = RunVar(f"msgstatus.chime.{id(self)}")
+        # botocore's read timeout bounds each socket read, not the response: a server that
+        # trickles bytes could hold a lookup for ever. One attempt gets connect + read + 1 s.
+        config = getattr(getattr(self._client, "meta", None), "config", None)
+        timeouts = [
+            getattr(config, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            getattr(config, "read_timeout", DEFAULT_READ_TIMEOUT),
+        ]
+        self._deadline = sum(t for t in timeouts if isinstance(t, (int, float))) + 1.0
 
     def _build_client(
         self,
@@ -593,15 +655,19 @@ class ChimeProvider:
         if self._closed:
             raise MsgStatusError("the provider is closed", provider=PROVIDER, handle=canonical)
         try:
-            limiter = self._limiter.get()
+            limiters = self._limiter.get()
         except LookupError:
-            limiter = anyio.CapacityLimiter(self.max_concurrency)
-            self._limiter.set(limiter)
-        call = partial(self._client.get_channel_message_status, **params)
+            limiters = _Limiters(self.max_concurrency)
+            self._limiter.set(limiters)
+        call = _ThreadCall(partial(self._client.get_channel_message_status, **params), limiters)
         try:
-            # Not abandoned on cancellation: the limiter token must stay taken until the thread
-            # is done, or more requests than max_concurrency could be in flight.
-            response: Mapping[str, object] = await anyio.to_thread.run_sync(call, limiter=limiter)
+            response = await call.run(self._deadline)
+        except TimeoutError as exc:
+            raise ProviderUnavailableError(
+                f"Chime did not answer within {self._deadline:g} s",
+                provider=PROVIDER,
+                handle=canonical,
+            ) from exc
         except Exception as exc:
             error = self._translate(exc, canonical)
             if logger.isEnabledFor(logging.DEBUG):
