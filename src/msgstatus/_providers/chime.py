@@ -372,7 +372,9 @@ class _ThreadCall:
         self._function = function
         self._limiters = limiters
         self._lock = threading.Lock()
-        self._state = "pending"  # -> "running" in the thread, or "abandoned" by the caller
+        # "pending" -> "running" (thread) -> "done" (thread); or "abandoned" (caller): whoever
+        # is last to know gives the token back, the caller on the usual path.
+        self._state = "pending"
 
     async def run(self, deadline: float) -> Mapping[str, object]:
         requests = self._limiters.requests
@@ -382,14 +384,15 @@ class _ThreadCall:
                 result: Mapping[str, object] = await anyio.to_thread.run_sync(
                     self._in_thread, abandon_on_cancel=True, limiter=self._limiters.threads
                 )
-                return result
         except BaseException:
             with self._lock:
-                never_started = self._state == "pending"
+                thread_still_busy = self._state == "running"
                 self._state = "abandoned"
-            if never_started:
+            if not thread_still_busy:
                 requests.release_on_behalf_of(self)
             raise
+        requests.release_on_behalf_of(self)
+        return result
 
     def _in_thread(self) -> Mapping[str, object]:
         with self._lock:
@@ -400,9 +403,13 @@ class _ThreadCall:
             result: Mapping[str, object] = self._function()
             return result
         finally:
-            # RuntimeError: the event loop has ended, and its limiter with it.
-            with contextlib.suppress(RuntimeError):
-                anyio.from_thread.run_sync(self._limiters.requests.release_on_behalf_of, self)
+            with self._lock:
+                abandoned = self._state == "abandoned"
+                self._state = "done"
+            if abandoned:
+                # RuntimeError: the event loop has ended, and its limiter with it.
+                with contextlib.suppress(RuntimeError):
+                    anyio.from_thread.run_sync(self._limiters.requests.release_on_behalf_of, self)
 
 
 class ChimeProvider:
