@@ -28,21 +28,11 @@ from msgstatus import (
     RetryPolicy,
     StatusClient,
 )
-from msgstatus.testing import ChimeEmulator, ChimeState, Fault
+from msgstatus.testing import ChimeEmulator, ChimeState, Fault, ManualClock
 
 pytestmark = pytest.mark.anyio
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0)
-
-
-class Clock:
-    """A hand-driven clock for the emulator's lifecycles."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +53,8 @@ def fresh(emulator: ChimeEmulator) -> Iterator[None]:
 
 
 @pytest.fixture
-def clock(emulator: ChimeEmulator) -> Clock:
-    clock = Clock()
+def clock(emulator: ChimeEmulator) -> ManualClock:
+    clock = ManualClock()
     emulator.clock = clock
     return clock
 
@@ -104,7 +94,7 @@ def sender(emulator: ChimeEmulator) -> str:
 
 
 async def test_pending_then_sent(
-    emulator: ChimeEmulator, provider: ChimeProvider, clock: Clock, channel: str, sender: str
+    emulator: ChimeEmulator, provider: ChimeProvider, clock: ManualClock, channel: str, sender: str
 ) -> None:
     message_id = emulator.add_message(
         channel, sender=sender, steps=[(0.0, "PENDING"), (1.0, "SENT")]
@@ -137,7 +127,7 @@ async def test_failed_with_detail(
 
 
 async def test_denied_messages_are_not_stored(
-    emulator: ChimeEmulator, provider: ChimeProvider, clock: Clock, channel: str, sender: str
+    emulator: ChimeEmulator, provider: ChimeProvider, clock: ManualClock, channel: str, sender: str
 ) -> None:
     message_id = emulator.add_message(
         channel,
@@ -165,7 +155,7 @@ async def test_what_the_resend_decision_makes_of_a_denied_message(
 
 
 async def test_denied_is_served_during_the_retention(
-    emulator: ChimeEmulator, provider: ChimeProvider, clock: Clock, channel: str, sender: str
+    emulator: ChimeEmulator, provider: ChimeProvider, clock: ManualClock, channel: str, sender: str
 ) -> None:
     emulator.denied_retention = 5.0
     message_id = emulator.add_message(
@@ -214,7 +204,7 @@ def _send(provider: ChimeProvider, channel: str, sender: str, content: str, **ex
 
 
 async def test_send_through_a_channel_flow(
-    emulator: ChimeEmulator, provider: ChimeProvider, clock: Clock, channel: str, sender: str
+    emulator: ChimeEmulator, provider: ChimeProvider, clock: ManualClock, channel: str, sender: str
 ) -> None:
     def flow(content: str) -> list[tuple[float, str | ChimeState]]:
         if "spam" in content:

@@ -25,32 +25,22 @@ from msgstatus import (
     StatusClient,
     StatusResult,
 )
-from msgstatus.testing import Fault, SendblueEmulator, SendblueState
+from msgstatus.testing import Fault, ManualClock, SendblueEmulator, SendblueState
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("reuse_tls_context")]
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff=0.0, max_backoff=0.0)
 
 
-class Clock:
-    """A hand-driven clock for the emulator's lifecycles."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock(sendblue_emulator: SendblueEmulator) -> Clock:
-    clock = Clock()
+def clock(sendblue_emulator: SendblueEmulator) -> ManualClock:
+    clock = ManualClock()
     sendblue_emulator.clock = clock
     return clock
 
 
 async def test_lifecycle_queued_sent_delivered_read(
-    sendblue_emulator: SendblueEmulator, clock: Clock
+    sendblue_emulator: SendblueEmulator, clock: ManualClock
 ) -> None:
     handle = sendblue_emulator.add_message(
         steps=[(0.0, "QUEUED"), (1.0, "SENT"), (2.0, "DELIVERED"), (5.0, "READ")]
@@ -116,7 +106,7 @@ async def test_lifecycle_runs_in_real_time(sendblue_emulator: SendblueEmulator) 
 )
 async def test_failures_and_declines(
     sendblue_emulator: SendblueEmulator,
-    clock: Clock,
+    clock: ManualClock,
     state: SendblueState,
     status: MessageStatus,
     detail: str | None,
@@ -135,7 +125,7 @@ async def test_failures_and_declines(
 
 
 async def test_sent_messages_follow_their_recipient_script(
-    sendblue_emulator: SendblueEmulator, clock: Clock
+    sendblue_emulator: SendblueEmulator, clock: ManualClock
 ) -> None:
     sendblue_emulator.script_recipient(
         "+15557654321",

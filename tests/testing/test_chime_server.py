@@ -15,16 +15,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from msgstatus.testing import ChimeEmulator, ChimeState, Fault
+from msgstatus.testing import ChimeEmulator, ChimeState, Fault, ManualClock
 from msgstatus.testing._chime import ERROR_STATUS
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +317,7 @@ def test_send_validation(client: Any, channel: str, sender: str) -> None:
 def test_flows_and_retention(
     emulator: ChimeEmulator, client: Any, channel: str, sender: str
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     emulator.clock = clock
     emulator.denied_retention = 2.0
     emulator.set_channel_flow(channel, [(0.0, "PENDING"), (1.0, ChimeState("DENIED", "nope"))])

@@ -6,7 +6,14 @@ import anyio
 import httpx
 import pytest
 
-from msgstatus.testing._server import Fault, Lifecycle, LoopbackServer, Request, Response
+from msgstatus.testing._server import (
+    Fault,
+    Lifecycle,
+    LoopbackServer,
+    ManualClock,
+    Request,
+    Response,
+)
 
 
 class Echo(LoopbackServer):
@@ -108,3 +115,13 @@ def test_a_handler_bug_costs_one_request_not_the_server() -> None:
     with Broken() as server, httpx.Client(base_url=server.base_url, timeout=5) as client:
         assert client.get("/bug").status_code == 500
         assert client.get("/ok").status_code == 200
+
+
+def test_manual_clock_moves_only_when_told() -> None:
+    clock = ManualClock(start=5.0)
+    life = Lifecycle([(0.0, "a"), (2.0, "b")], clock=clock)
+    assert clock() == 5.0
+    assert life.current() == "a"
+    clock.advance(2.0)
+    assert clock() == 7.0
+    assert life.current() == "b"

@@ -2,6 +2,13 @@
 
 from msgstatus.testing._chime import ChimeEmulator, ChimeState
 from msgstatus.testing._sendblue import SendblueEmulator, SendblueState
-from msgstatus.testing._server import Fault
+from msgstatus.testing._server import Fault, ManualClock
 
-__all__ = ["ChimeEmulator", "ChimeState", "Fault", "SendblueEmulator", "SendblueState"]
+__all__ = [
+    "ChimeEmulator",
+    "ChimeState",
+    "Fault",
+    "ManualClock",
+    "SendblueEmulator",
+    "SendblueState",
+]

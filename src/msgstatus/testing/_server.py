@@ -31,6 +31,7 @@ __all__ = [
     "Fault",
     "Lifecycle",
     "LoopbackServer",
+    "ManualClock",
     "Request",
     "Response",
     "ServerStats",
@@ -134,6 +135,20 @@ class Response:
 def http_date(seconds_from_now: float) -> str:
     """An HTTP date (RFC 9110 IMF-fixdate) ``seconds_from_now`` in the future."""
     return formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+class ManualClock:
+    """A clock that moves only when told: assign one to an emulator's ``clock`` (before adding
+    messages) to step scripted lifecycles by hand instead of waiting for them."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class Lifecycle(Generic[S]):
