@@ -621,9 +621,7 @@ class ChimeProvider:
         }
         if typed.sub_channel_id is not None:
             params["SubChannelId"] = typed.sub_channel_id
-        return await call_with_retry(
-            self._retry, partial(self._attempt, params, typed, canonical)
-        )
+        return await call_with_retry(self._retry, partial(self._attempt, params, canonical))
 
     def result_from_send_response(
         self, response: Mapping[str, Any], *, bearer: str | None = None
@@ -658,11 +656,9 @@ class ChimeProvider:
                 provider=PROVIDER,
             ) from exc
         payload = {key: value for key, value in response.items() if key != "ResponseMetadata"}
-        return self._normalize(payload, typed, str(typed), status_required=False)
+        return self._normalize(payload, str(typed), status_required=False)
 
-    async def _attempt(
-        self, params: dict[str, str], typed: ChimeHandle, canonical: str
-    ) -> StatusResult:
+    async def _attempt(self, params: dict[str, str], canonical: str) -> StatusResult:
         if self._closed:
             raise MsgStatusError("the provider is closed", provider=PROVIDER, handle=canonical)
         try:
@@ -686,7 +682,6 @@ class ChimeProvider:
             raise error from exc
         result = self._normalize(
             {key: value for key, value in response.items() if key != "ResponseMetadata"},
-            typed,
             canonical,
             status_required=True,
         )
@@ -695,22 +690,8 @@ class ChimeProvider:
         return result
 
     def _normalize(
-        self, payload: dict[str, Any], typed: ChimeHandle, canonical: str, *, status_required: bool
+        self, payload: dict[str, Any], canonical: str, *, status_required: bool
     ) -> StatusResult:
-        # A reply that names its message must name this one: a status of another message would
-        # decide this one's resend.
-        for field, expected in (
-            ("ChannelArn", typed.channel_arn),
-            ("MessageId", typed.message_id),
-            ("SubChannelId", typed.sub_channel_id),
-        ):
-            named = payload.get(field)
-            if named is not None and named != expected:
-                raise ProviderResponseError(
-                    f"Chime's reply is about another message ({field} {_shown(named)})",
-                    provider=PROVIDER,
-                    handle=canonical,
-                )
         status_object = payload.get("Status")
         if status_object is None and not status_required:
             value: object = None
