@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from datetime import datetime, timedelta, timezone
@@ -14,7 +13,6 @@ from msgstatus import MessageStatus, StatusResult
 from msgstatus._status import StatusTable
 
 ALL = list(MessageStatus)
-LIFECYCLE = [MessageStatus.PENDING, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ]
 
 
 def test_values_equal_names() -> None:
