@@ -7,7 +7,7 @@ from msgstatus._decision import Outcome, ResendAction, ResendDecision
 from msgstatus._providers.base import MessageStatusProvider, TypedHandle
 from msgstatus._providers.chime import ChimeHandle, ChimeProvider
 from msgstatus._providers.sendblue import SendblueProvider
-from msgstatus._retry import RetryPolicy
+from msgstatus._retry import RetryPolicy, call_with_retry
 from msgstatus._status import MessageStatus, StatusResult
 from msgstatus._sync import SyncStatusClient
 from msgstatus.errors import (
@@ -56,6 +56,7 @@ __all__ = [
     "SyncStatusClient",
     "TypedHandle",
     "UnknownProviderError",
+    "call_with_retry",
 ]
 
 # Public names say they are msgstatus's, whatever private module defines them (as httpx does):
