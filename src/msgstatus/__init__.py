@@ -1,6 +1,14 @@
 """msgstatus: what happened to the message I sent, whichever provider sent it?"""
 
 from msgstatus._client import ResendAction, ResendDecision, StatusClient, SyncStatusClient
+from msgstatus._ledger import (
+    Ledger,
+    PostgresLedger,
+    SendClaim,
+    SendNotAttempted,
+    SQLiteLedger,
+    open_ledger,
+)
 from msgstatus._provider import MessageStatusProvider, TypedHandle
 from msgstatus._providers.chime import ChimeHandle, ChimeProvider
 from msgstatus._providers.sendblue import SendblueProvider
@@ -8,7 +16,10 @@ from msgstatus._retry import RetryPolicy
 from msgstatus._status import MessageStatus, StatusResult
 from msgstatus.errors import (
     AuthenticationError,
+    ClaimLostError,
     InvalidHandleError,
+    InvalidKeyError,
+    LedgerUnavailableError,
     MessageNotFoundError,
     MsgStatusError,
     PermissionDeniedError,
@@ -25,18 +36,26 @@ __all__ = [
     "AuthenticationError",
     "ChimeHandle",
     "ChimeProvider",
+    "ClaimLostError",
     "InvalidHandleError",
+    "InvalidKeyError",
+    "Ledger",
+    "LedgerUnavailableError",
     "MessageNotFoundError",
     "MessageStatus",
     "MessageStatusProvider",
     "MsgStatusError",
     "PermissionDeniedError",
+    "PostgresLedger",
     "ProviderResponseError",
     "ProviderUnavailableError",
     "RateLimitedError",
     "ResendAction",
     "ResendDecision",
     "RetryPolicy",
+    "SQLiteLedger",
+    "SendClaim",
+    "SendNotAttempted",
     "SendblueProvider",
     "StatusClient",
     "StatusResult",
@@ -44,4 +63,5 @@ __all__ = [
     "SyncStatusClient",
     "TypedHandle",
     "UnknownProviderError",
+    "open_ledger",
 ]
