@@ -1,6 +1,7 @@
 """msgstatus: what happened to the message I sent, whichever provider sent it?"""
 
-from msgstatus._client import ResendAction, ResendDecision, StatusClient, SyncStatusClient
+from msgstatus._client import Handle, StatusClient, StatusStream
+from msgstatus._decision import Outcome, ResendAction, ResendDecision
 from msgstatus._ledger import (
     Ledger,
     PostgresLedger,
@@ -14,9 +15,11 @@ from msgstatus._providers.chime import ChimeHandle, ChimeProvider
 from msgstatus._providers.sendblue import SendblueProvider
 from msgstatus._retry import RetryPolicy
 from msgstatus._status import MessageStatus, StatusResult
+from msgstatus._sync import SyncStatusClient
 from msgstatus.errors import (
     AuthenticationError,
     ClaimLostError,
+    HandleError,
     InvalidHandleError,
     InvalidKeyError,
     LedgerUnavailableError,
@@ -37,6 +40,8 @@ __all__ = [
     "ChimeHandle",
     "ChimeProvider",
     "ClaimLostError",
+    "Handle",
+    "HandleError",
     "InvalidHandleError",
     "InvalidKeyError",
     "Ledger",
@@ -45,6 +50,7 @@ __all__ = [
     "MessageStatus",
     "MessageStatusProvider",
     "MsgStatusError",
+    "Outcome",
     "PermissionDeniedError",
     "PostgresLedger",
     "ProviderResponseError",
@@ -59,6 +65,7 @@ __all__ = [
     "SendblueProvider",
     "StatusClient",
     "StatusResult",
+    "StatusStream",
     "StatusWaitTimeout",
     "SyncStatusClient",
     "TypedHandle",

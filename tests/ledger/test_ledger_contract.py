@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
@@ -125,20 +125,60 @@ async def test_delivery_of_an_earlier_attempt_refuses_skip(ledger: Ledger) -> No
     await second.sent("sendblue:k-2")
     assert await ledger.observe(observed("sendblue:k-2", MessageStatus.FAILED))
     # Attempt 1 turns out delivered after all (a late report): nothing more may be sent.
-    await ledger.observe(
-        StatusResult(
-            provider="sendblue",
-            handle="sendblue:k-1",
-            status=MessageStatus.DELIVERED,
-            is_final=True,
-        )
-    )
+    assert await ledger.observe(observed("sendblue:k-1", MessageStatus.DELIVERED))
     entry = await ledger.entry("k")
     assert entry is not None
-    if entry.attempts[0].observation is not None and entry.attempts[0].observation.status in (
-        MessageStatus.DELIVERED,
-    ):
-        assert (await refused(ledger, "k")).action is ResendAction.SKIP
+    first = entry.attempts[0].observation
+    assert first is not None
+    # The evidence rule: the delivery stands, the earlier failure is kept as a conflict.
+    assert first.status is MessageStatus.DELIVERED
+    assert first.detail is not None
+    assert "FAILED" in first.detail
+    answer = await refused(ledger, "k")
+    assert answer.action is ResendAction.SKIP
+    assert "attempt 1" in answer.reason
+
+
+async def test_failure_after_delivery_is_kept_as_a_conflict_and_skips(ledger: Ledger) -> None:
+    claim = await granted(ledger, "k")
+    await claim.sent("sendblue:h1", observed("sendblue:h1", MessageStatus.DELIVERED))
+    assert await ledger.observe(observed("sendblue:h1", MessageStatus.FAILED))
+    entry = await ledger.entry("k")
+    assert entry is not None
+    observation = entry.attempts[0].observation
+    assert observation is not None
+    assert observation.status is MessageStatus.DELIVERED
+    assert (await refused(ledger, "k")).action is ResendAction.SKIP
+
+
+async def test_quota_window_not_over_refuses_wait_with_not_before(ledger: Ledger) -> None:
+    claim = await granted(ledger, "k")
+    window_end = datetime.now(timezone.utc) + timedelta(hours=1)
+    refusal = StatusResult(
+        provider="sendblue",
+        handle="sendblue:h1",
+        status=MessageStatus.FAILED,
+        is_final=True,
+        not_before=window_end,
+    )
+    await claim.sent("sendblue:h1", refusal)
+    answer = await refused(ledger, "k")
+    assert answer.action is ResendAction.WAIT
+    assert answer.not_before == window_end
+    assert "quota window" in answer.reason
+
+
+async def test_quota_window_over_grants_the_next_attempt(ledger: Ledger) -> None:
+    claim = await granted(ledger, "k")
+    refusal = StatusResult(
+        provider="sendblue",
+        handle="sendblue:h1",
+        status=MessageStatus.FAILED,
+        is_final=True,
+        not_before=datetime.now(timezone.utc) - timedelta(seconds=1),
+    )
+    await claim.sent("sendblue:h1", refusal)
+    assert (await granted(ledger, "k")).attempt == 2
 
 
 async def test_live_claim_refuses_wait(make_ledger: Callable[..., Ledger]) -> None:

@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 from pydantic import BaseModel, ConfigDict
 
-from msgstatus._client import ResendAction, ResendDecision
+from msgstatus._decision import ResendAction, ResendDecision
 from msgstatus._provider import TypedHandle, split_handle
 from msgstatus._status import MessageStatus, StatusResult
 from msgstatus.errors import (
@@ -195,27 +195,13 @@ class _Grant:
     regrant: bool
 
 
-def _shows_delivery(result: StatusResult) -> bool:
-    return result.status in (MessageStatus.DELIVERED, MessageStatus.READ) or (
-        result.status is MessageStatus.SENT and result.is_final
-    )
-
-
-def _not_before(result: StatusResult) -> datetime | None:
-    value = getattr(result, "not_before", None)
-    return value if isinstance(value, datetime) else None
-
-
 def _refuse(
     action: ResendAction,
     reason: str,
     result: StatusResult | None = None,
     not_before: datetime | None = None,
 ) -> ResendDecision:
-    fields: dict[str, Any] = {"action": action, "reason": reason, "result": result}
-    if not_before is not None and "not_before" in ResendDecision.model_fields:
-        fields["not_before"] = not_before
-    return ResendDecision(**fields)
+    return ResendDecision(action=action, reason=reason, result=result, not_before=not_before)
 
 
 def decide(
@@ -227,7 +213,7 @@ def decide(
         return _Grant(1, regrant=False)
     for row in rows:
         result = row.result()
-        if result is not None and _shows_delivery(result):
+        if result is not None and result.shows_delivery:
             return _refuse(
                 ResendAction.SKIP,
                 f"attempt {row.attempt} went out ({result.status}): "
@@ -279,7 +265,7 @@ def decide(
             result,
         )
     if result.status is MessageStatus.FAILED:
-        not_before = _not_before(result)
+        not_before = result.not_before
         if not_before is not None and not_before.timestamp() > now:
             return _refuse(
                 ResendAction.WAIT,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import anyio
 from pydantic import BaseModel, ConfigDict
 
-from msgstatus._client import ResendAction, ResendDecision
+from msgstatus._decision import ResendAction, ResendDecision
 from msgstatus._ledger._base import (
     DEFAULT_LEASE,
     DEFAULT_MAX_ATTEMPTS,
