@@ -7,6 +7,7 @@ from msgstatus._ledger import (
     PostgresLedger,
     SendClaim,
     SendNotAttempted,
+    SendOutcome,
     SQLiteLedger,
     open_ledger,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "SQLiteLedger",
     "SendClaim",
     "SendNotAttempted",
+    "SendOutcome",
     "SendblueProvider",
     "StatusClient",
     "StatusResult",

@@ -16,6 +16,7 @@ from msgstatus._ledger._base import (
     check_key,
     idempotency_token,
 )
+from msgstatus._ledger._send import SendOutcome
 from msgstatus._ledger.postgres import PostgresLedger
 from msgstatus._ledger.sqlite import SQLiteLedger
 
@@ -30,6 +31,7 @@ __all__ = [
     "SQLiteLedger",
     "SendClaim",
     "SendNotAttempted",
+    "SendOutcome",
     "check_key",
     "idempotency_token",
     "open_ledger",
