@@ -4,6 +4,15 @@ import importlib.metadata as _metadata
 
 from msgstatus._client import Handle, StatusClient, StatusStream
 from msgstatus._decision import Outcome, ResendAction, ResendDecision
+from msgstatus._ledger import (
+    Ledger,
+    PostgresLedger,
+    SendClaim,
+    SendNotAttempted,
+    SendOutcome,
+    SQLiteLedger,
+    open_ledger,
+)
 from msgstatus._providers.base import MessageStatusProvider, TypedHandle
 from msgstatus._providers.chime import ChimeHandle, ChimeProvider
 from msgstatus._providers.sendblue import SendblueProvider
@@ -12,8 +21,11 @@ from msgstatus._status import MessageStatus, StatusResult
 from msgstatus._sync import SyncStatusClient
 from msgstatus.errors import (
     AuthenticationError,
+    ClaimLostError,
     HandleError,
     InvalidHandleError,
+    InvalidKeyError,
+    LedgerUnavailableError,
     MessageNotFoundError,
     MsgStatusError,
     PermissionDeniedError,
@@ -33,21 +45,30 @@ __all__ = [
     "AuthenticationError",
     "ChimeHandle",
     "ChimeProvider",
+    "ClaimLostError",
     "Handle",
     "HandleError",
     "InvalidHandleError",
+    "InvalidKeyError",
+    "Ledger",
+    "LedgerUnavailableError",
     "MessageNotFoundError",
     "MessageStatus",
     "MessageStatusProvider",
     "MsgStatusError",
     "Outcome",
     "PermissionDeniedError",
+    "PostgresLedger",
     "ProviderResponseError",
     "ProviderUnavailableError",
     "RateLimitedError",
     "ResendAction",
     "ResendDecision",
     "RetryPolicy",
+    "SQLiteLedger",
+    "SendClaim",
+    "SendNotAttempted",
+    "SendOutcome",
     "SendblueProvider",
     "StatusClient",
     "StatusResult",
@@ -57,6 +78,7 @@ __all__ = [
     "TypedHandle",
     "UnknownProviderError",
     "call_with_retry",
+    "open_ledger",
 ]
 
 # Public names say they are msgstatus's, whatever private module defines them (as httpx does):

@@ -25,11 +25,14 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from msgstatus._decision import Outcome, ResendDecision
+from msgstatus._ledger import DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Ledger
+from msgstatus._ledger import _send as _ledger_send
 from msgstatus._providers.base import MessageStatusProvider, TypedHandle, split_handle
 from msgstatus._status import StatusResult
 from msgstatus.errors import (
     HandleError,
     InvalidHandleError,
+    LedgerUnavailableError,
     MsgStatusError,
     ProviderResponseError,
     RateLimitedError,
@@ -148,6 +151,10 @@ class StatusClient:
     of them, least recently used out first, and served without a request; pending results are
     always asked again. Works on asyncio and trio.
 
+    With a ``ledger`` (:class:`~msgstatus.Ledger`, see DESIGN.md "The send ledger") every lookup
+    writes its result through to it, and :meth:`send_once` / :meth:`reconcile` are available;
+    the client closes the ledger on :meth:`aclose` too.
+
     Raises ``ValueError`` for two providers with the same name or a negative ``cache_size``, and
     ``TypeError`` for an object that is not a provider.
     """
@@ -158,7 +165,11 @@ class StatusClient:
         *,
         cache_final: bool = True,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        ledger: Ledger | None = None,
     ) -> None:
+        if ledger is not None and not isinstance(ledger, Ledger):
+            raise TypeError(f"{ledger!r} is not a Ledger")
+        self._ledger = ledger
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0")
         by_name: dict[str, MessageStatusProvider] = {}
@@ -209,8 +220,83 @@ class StatusClient:
                 logger.exception("closing provider %s failed", provider.name)
                 if first_error is None:
                     first_error = exc
+        if self._ledger is not None:
+            try:
+                await self._ledger.aclose()
+            except Exception as exc:
+                logger.exception("closing the ledger failed")
+                if first_error is None:
+                    first_error = exc
         if first_error is not None:
             raise first_error
+
+    # -- the send ledger ------------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The ledger lookups write through to, or None."""
+        return self._ledger
+
+    def _need_ledger(self) -> Ledger:
+        self._check_open()
+        if self._ledger is None:
+            raise RuntimeError("this StatusClient has no ledger: StatusClient(..., ledger=...)")
+        return self._ledger
+
+    async def _write_through(self, result: StatusResult) -> None:
+        assert self._ledger is not None
+        try:
+            await self._ledger.observe(result)
+        except LedgerUnavailableError as exc:
+            # The lookup itself succeeded; reconcile() observes the attempt again later.
+            logger.warning("could not record %r in the ledger: %s", result.handle, exc)
+
+    def _canonical(self, handle: Handle) -> str:
+        key, _ = self._route(handle)
+        return key
+
+    async def send_once(
+        self,
+        key: str,
+        send: _ledger_send.SendFunction,
+        *,
+        lease: float = DEFAULT_LEASE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        reclaim_expired: bool = False,
+        margin: float | None = None,
+    ) -> _ledger_send.SendOutcome:
+        """Send the message named ``key`` at most once across the fleet that shares the ledger.
+
+        Claims the key's next attempt; when granted, runs ``send(idempotency_token)`` (it sends
+        and returns the handle, or the provider's send response as a
+        :class:`~msgstatus.StatusResult`) inside the lease, and records it. Returns a
+        :class:`~msgstatus.SendOutcome`: ``sent``, the decision, the handle. A refusal (SKIP,
+        WAIT, BLOCKED, UNKNOWN) sends nothing. When ``send`` raises, the attempt is marked
+        ambiguous and the error re-raised, unless it proves nothing was sent
+        (:class:`~msgstatus.SendNotAttempted`, a refused connection): then the claim is given
+        back first. ``reclaim_expired=True`` declares the sends idempotent for the same token
+        (Chime's ``ClientRequestToken``; Sendblue has none). Raises
+        :class:`~msgstatus.InvalidKeyError`, :class:`~msgstatus.LedgerUnavailableError`,
+        :class:`~msgstatus.ClaimLostError`, and ``RuntimeError`` without a ledger.
+        """
+        return await _ledger_send.send_once(
+            self._need_ledger(),
+            key,
+            send,
+            lease=lease,
+            max_attempts=max_attempts,
+            reclaim_expired=reclaim_expired,
+            margin=margin,
+            check=self._canonical,
+        )
+
+    async def reconcile(
+        self, *, limit: int = 100
+    ) -> list[tuple[str, StatusResult | MsgStatusError]]:
+        """Look up the ledger's in-flight attempts (at most ``limit``, least recently checked
+        first) and record what each lookup gave; ``(handle, result or error)`` pairs. Run it
+        until it returns an empty list to settle every key in flight."""
+        return await _ledger_send.reconcile(self._need_ledger(), self, limit=limit, observe=False)
 
     def clear_cache(self) -> None:
         """Forget every remembered final result."""
@@ -323,6 +409,8 @@ class StatusClient:
                 await anyio.lowlevel.checkpoint()
                 return cached
         fresh = await self._fetch(provider, handle, key)
+        if self._ledger is not None:
+            await self._write_through(fresh)
         return self._remember(fresh)
 
     async def wait_for_final(

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from concurrent.futures import Future
 from functools import partial
 from types import TracebackType
@@ -27,7 +27,8 @@ from msgstatus._client import (
     _check_handles,
 )
 from msgstatus._decision import ResendDecision
-from msgstatus._providers.base import MessageStatusProvider
+from msgstatus._ledger import DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Ledger, SendOutcome
+from msgstatus._providers.base import MessageStatusProvider, TypedHandle
 from msgstatus._status import StatusResult
 from msgstatus.errors import MsgStatusError
 
@@ -70,8 +71,11 @@ class SyncStatusClient:
         backend_options: Mapping[str, Any] | None = None,
         cache_final: bool = True,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        ledger: Ledger | None = None,
     ) -> None:
-        self._client = StatusClient(providers, cache_final=cache_final, cache_size=cache_size)
+        self._client = StatusClient(
+            providers, cache_final=cache_final, cache_size=cache_size, ledger=ledger
+        )
         self._backend = backend
         self._backend_options = dict(backend_options) if backend_options is not None else None
         self._lock = threading.Lock()
@@ -203,6 +207,41 @@ class SyncStatusClient:
                 self._client.resend_decisions, handles, concurrency=concurrency, refresh=refresh
             )
         )
+
+    # -- the send ledger ------------------------------------------------------------------------
+
+    def send_once(
+        self,
+        key: str,
+        send: Callable[[str], str | TypedHandle | StatusResult],
+        *,
+        lease: float = DEFAULT_LEASE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        reclaim_expired: bool = False,
+        margin: float | None = None,
+    ) -> SendOutcome:
+        """Blocking :meth:`StatusClient.send_once`; ``send(idempotency_token)`` is a plain
+        (blocking) function, run in a worker thread. A send still running at the lease's
+        deadline is waited for and then counts as ambiguous."""
+
+        async def run_send(token: str) -> str | TypedHandle | StatusResult:
+            return await anyio.to_thread.run_sync(send, token)
+
+        return self._get_portal().call(
+            partial(
+                self._client.send_once,
+                key,
+                run_send,
+                lease=lease,
+                max_attempts=max_attempts,
+                reclaim_expired=reclaim_expired,
+                margin=margin,
+            )
+        )
+
+    def reconcile(self, *, limit: int = 100) -> list[tuple[str, StatusResult | MsgStatusError]]:
+        """Blocking :meth:`StatusClient.reconcile`."""
+        return self._get_portal().call(partial(self._client.reconcile, limit=limit))
 
 
 class _LoopThread:

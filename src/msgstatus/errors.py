@@ -173,3 +173,26 @@ class StatusWaitTimeout(MsgStatusError, TimeoutError):
     ) -> None:
         super().__init__(message, provider=provider, handle=handle)
         self.last_result = last_result
+
+
+# -- the send ledger ---------------------------------------------------------------------------
+
+__all__ += ["ClaimLostError", "InvalidKeyError", "LedgerUnavailableError"]
+
+
+class InvalidKeyError(MsgStatusError, ValueError):
+    """A ledger key that is not 1-255 characters of text without control characters; raised
+    before any database call."""
+
+
+class LedgerUnavailableError(MsgStatusError):
+    """The ledger's database is down, or locked past its timeout. Retryable: no claim was
+    granted by the call that raised it. (A schema newer than this version knows raises it too,
+    with ``retryable`` False.)"""
+
+    retryable = True
+
+
+class ClaimLostError(MsgStatusError):
+    """The claim was taken over by another worker after its lease ran out: this worker must not
+    record anything for that attempt."""

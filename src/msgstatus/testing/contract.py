@@ -3,7 +3,8 @@ pass, ours or yours, run against the provider's own fake or emulator, on asyncio
 
 Use it from a test module::
 
-    from msgstatus.testing.contract import *  # noqa: F403  (the tests and the anyio_backend fixture)
+    # the tests and the anyio_backend fixture:
+    from msgstatus.testing.contract import *  # noqa: F403
 
     @pytest.fixture
     def provider_contract() -> Iterator[ProviderContract]:
