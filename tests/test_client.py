@@ -706,6 +706,42 @@ async def test_poll_intervals_grow_up_to_the_cap_and_stop_at_the_deadline() -> N
 
 
 @on_trio_mock_clock()
+async def test_a_poll_interval_above_the_cap_is_capped() -> None:
+    provider = FakeProvider()
+    start = anyio.current_time()
+    async with StatusClient([provider]) as client:
+        with pytest.raises(StatusWaitTimeout):
+            await client.wait_for_final("fake:pending", timeout=7, poll_interval=10, max_interval=2)
+    assert [t - start for t in provider.call_times] == pytest.approx([0, 2, 4, 6])
+
+
+@on_trio_mock_clock()
+async def test_a_timeout_after_a_successful_poll_carries_no_stale_cause() -> None:
+    provider = FakeProvider()
+    provider.script("m1", ProviderUnavailableError("503", provider="fake"), S.PENDING)
+    async with StatusClient([provider]) as client:
+        with pytest.raises(StatusWaitTimeout) as info:
+            await client.wait_for_final("fake:m1", timeout=10, poll_interval=1)
+    last = info.value.last_result
+    assert last is not None
+    assert last.status is S.PENDING
+    # The 503 was followed by successful polls: it is not why the wait ended.
+    assert info.value.__cause__ is None
+    assert provider.calls["m1"] > 2
+
+
+@on_trio_mock_clock()
+async def test_a_timeout_after_failed_polls_is_caused_by_the_last_error() -> None:
+    provider = FakeProvider()
+    provider.script("m1", S.PENDING, ProviderUnavailableError("503", provider="fake"))
+    async with StatusClient([provider]) as client:
+        with pytest.raises(StatusWaitTimeout) as info:
+            await client.wait_for_final("fake:m1", timeout=10, poll_interval=1)
+    assert isinstance(info.value.__cause__, ProviderUnavailableError)
+    assert info.value.last_result is not None
+
+
+@on_trio_mock_clock()
 async def test_retry_after_stretches_the_next_poll() -> None:
     provider = FakeProvider()
     provider.script("m1", RateLimitedError("429", provider="fake", retry_after=7), S.DELIVERED)
@@ -928,6 +964,34 @@ async def test_cache_is_bounded_least_recently_used_first_out() -> None:
         await client.get_status("fake:c")
         await client.get_status("fake:b")
     assert provider.calls == Counter({"a": 1, "b": 2, "c": 1})
+
+
+async def test_a_refreshed_entry_becomes_the_most_recently_used() -> None:
+    provider = FakeProvider()
+    async with StatusClient([provider], cache_size=2) as client:
+        await client.get_status("fake:a")
+        await client.get_status("fake:b")
+        await client.get_status("fake:a", refresh=True)  # stored again: a is the most recent
+        await client.get_status("fake:c")  # evicts b, the least recently used
+        await client.get_status("fake:a")
+        await client.get_status("fake:b")
+    assert provider.calls == Counter({"a": 2, "b": 2, "c": 1})
+
+
+async def test_a_cached_failure_refreshed_to_denied_is_blocked() -> None:
+    # DENIED is the more specific of the two terminal outcomes: a refresh that says DENIED must
+    # turn a cached FAILED (RESEND) into BLOCKED, not keep answering RESEND.
+    provider = FakeProvider()
+    provider.script("m1", S.FAILED, S.DENIED)
+    async with StatusClient([provider]) as client:
+        assert (await client.resend_decision("fake:m1")).action is ResendAction.RESEND
+        decision = await client.resend_decision("fake:m1", refresh=True)
+        cached = await client.get_status("fake:m1")
+    assert decision.action is ResendAction.BLOCKED
+    assert decision.result is not None
+    assert decision.result.status is S.DENIED
+    assert cached.status is S.DENIED
+    assert provider.calls["m1"] == 2
 
 
 async def test_a_zero_cache_size_caches_nothing() -> None:
