@@ -55,10 +55,11 @@ def m(name: str, module: str, old: str, new: str, tests: list[str]) -> Mutant:
     return Mutant(name, module, old, new, tuple(tests))
 
 
-S, R, C, SB, CH = (
+S, R, C, D, SB, CH = (
     "_status.py",
     "_retry.py",
     "_client.py",
+    "_decision.py",
     "_providers/sendblue.py",
     "_providers/chime.py",
 )
@@ -68,8 +69,29 @@ MUTANTS = [
     m(
         "rank-failed-above-denied",
         S,
-        "MessageStatus.FAILED: 5,\n    MessageStatus.DENIED: 6,",
-        "MessageStatus.FAILED: 6,\n    MessageStatus.DENIED: 5,",
+        "MessageStatus.FAILED: 3,\n    MessageStatus.DENIED: 4,",
+        "MessageStatus.FAILED: 4,\n    MessageStatus.DENIED: 3,",
+        STATUS,
+    ),
+    m(
+        "rank-delivery-below-failure",
+        S,
+        "MessageStatus.DELIVERED: 5,",
+        "MessageStatus.DELIVERED: 2.5,",
+        STATUS,
+    ),
+    m(
+        "final-sent-rank-is-sent",
+        S,
+        "_FINAL_SENT_RANK = (_RANK[MessageStatus.DENIED] + _RANK[MessageStatus.DELIVERED]) / 2",
+        "_FINAL_SENT_RANK = _RANK[MessageStatus.SENT] + 0.5",
+        STATUS,
+    ),
+    m(
+        "final-sent-not-delivery",
+        S,
+        "return evidence_rank(status, is_final) >= _FINAL_SENT_RANK",
+        "return evidence_rank(status, is_final) > _FINAL_SENT_RANK",
         STATUS,
     ),
     m(
@@ -79,7 +101,13 @@ MUTANTS = [
         "MessageStatus.UNKNOWN: 1.5,",
         STATUS,
     ),
-    m("rank-read-below-delivered", S, "MessageStatus.READ: 4,", "MessageStatus.READ: 2.5,", STATUS),
+    m(
+        "rank-read-below-delivered",
+        S,
+        "MessageStatus.READ: 6,",
+        "MessageStatus.READ: 4.8,",
+        STATUS,
+    ),
     m("rank-sent-above-read", S, "MessageStatus.SENT: 2,", "MessageStatus.SENT: 4.5,", STATUS),
     m(
         "status-merge-lower-wins",
@@ -112,15 +140,22 @@ MUTANTS = [
     m(
         "result-merge-older-rank-wins",
         S,
-        "return self if self.status.rank > other.status.rank else other",
-        "return self if self.status.rank < other.status.rank else other",
+        "winner, loser = (self, other) if mine > theirs else (other, self)",
+        "winner, loser = (self, other) if mine < theirs else (other, self)",
+        STATUS,
+    ),
+    m(
+        "result-merge-conflict-dropped",
+        S,
+        "            return winner._with_conflict(loser)",
+        "            return winner",
         STATUS,
     ),
     m(
         "result-merge-older-check-wins",
         S,
-        "return self if self.checked_at >= other.checked_at else other",
-        "return self if self.checked_at <= other.checked_at else other",
+        "winner, loser = (self, other) if self.checked_at > other.checked_at else (other, self)",
+        "winner, loser = (self, other) if self.checked_at < other.checked_at else (other, self)",
         STATUS,
     ),
     m(
@@ -266,37 +301,37 @@ MUTANTS = [
     # -- resend decisions -----------------------------------------------------------------------
     m(
         "decision-failed-blocked",
-        C,
+        D,
         "action = ResendAction.RESEND\n",
         "action = ResendAction.BLOCKED\n",
         DECISION,
     ),
     m(
         "decision-denied-resend",
-        C,
+        D,
         "action = ResendAction.BLOCKED\n",
         "action = ResendAction.RESEND\n",
         DECISION,
     ),
     m(
-        "decision-read-not-skip",
-        C,
-        "elif status in (MessageStatus.DELIVERED, MessageStatus.READ):",
-        "elif status in (MessageStatus.DELIVERED,):",
+        "decision-delivery-not-skip",
+        D,
+        "        if result.shows_delivery:\n            action = ResendAction.SKIP",
+        "        if False:\n            action = ResendAction.SKIP",
         DECISION,
     ),
     m(
-        "decision-sent-always-skip",
-        C,
-        "elif status is MessageStatus.SENT and result.is_final:",
-        "elif status is MessageStatus.SENT:",
+        "decision-sent-not-final-skip",
+        D,
+        "        elif status is MessageStatus.SENT:\n            action = ResendAction.WAIT",
+        "        elif status is MessageStatus.SENT:\n            action = ResendAction.SKIP",
         DECISION,
     ),
     m(
-        "decision-sent-final-wait",
-        C,
-        "elif status is MessageStatus.SENT and result.is_final:",
-        "elif status is MessageStatus.SENT and not result.is_final:",
+        "decision-conflict-not-in-reason",
+        D,
+        '                reason = f"{reason} ({result.detail})"',
+        "                pass",
         DECISION,
     ),
     m(
@@ -308,9 +343,9 @@ MUTANTS = [
     ),
     m(
         "decision-reason-without-raw",
-        C,
-        'raw = f" (provider status {result.provider_status!r})" if result.provider_status else ""',
-        'raw = ""',
+        D,
+        'shown = f"provider status {result.provider_status!r}" if result.provider_status else ""',
+        'shown = ""',
         DECISION,
     ),
     m(
@@ -338,7 +373,7 @@ MUTANTS = [
     m(
         "merge-no-guard",
         C,
-        "    if (older.provider, older.handle) != (newer.provider, newer.handle):\n        return newer\n",
+        " or (older.provider, older.handle) != (newer.provider, newer.handle)",
         "",
         CLIENT,
     ),
@@ -347,8 +382,8 @@ MUTANTS = [
     m(
         "cache-pending-too",
         C,
-        "if self._cache_final and result.is_final:",
-        "if self._cache_final:",
+        "        if result.is_final:\n            self._cache[key] = result",
+        "        if True:\n            self._cache[key] = result",
         CLIENT,
     ),
     m(
@@ -361,8 +396,8 @@ MUTANTS = [
     m(
         "cache-hit-not-lru",
         C,
-        "                self._cache.move_to_end(key)\n                await anyio.lowlevel.checkpoint()",
-        "                await anyio.lowlevel.checkpoint()",
+        "                self._cache.move_to_end((provider.name, key))\n",
+        "",
         CLIENT,
     ),
     m(
@@ -389,7 +424,7 @@ MUTANTS = [
     m(
         "cache-refresh-not-merged",
         C,
-        "result = fresh if cached is None else _merge(cached, fresh)",
+        "result = fresh if cached is None else cached.merge(fresh)",
         "result = fresh",
         CLIENT,
     ),
@@ -435,7 +470,7 @@ MUTANTS = [
     m(
         "wait-not-merged",
         C,
-        "last_result = result if last_result is None else _merge(last_result, result)",
+        "last_result = _merged(last_result, result)",
         "last_result = result",
         CLIENT,
     ),
@@ -500,10 +535,17 @@ MUTANTS = [
         SENDBLUE,
     ),
     m(
-        "sendblue-error-key-ignored",
+        "sendblue-refusal-ignored",
         SB,
-        "        if message.error_key is not None:\n            status = MessageStatus.DENIED\n",
-        "",
+        "        if refusal is not None:\n            status = refusal.status",
+        "        if refusal is not None:\n            pass",
+        SENDBLUE,
+    ),
+    m(
+        "sendblue-unknown-error-key-ignored",
+        SB,
+        "            self._unknown_keys.lookup(message.error_key)\n            status = MessageStatus.UNKNOWN",
+        "            self._unknown_keys.lookup(message.error_key)",
         SENDBLUE,
     ),
     m(
