@@ -1187,3 +1187,42 @@ def test_a_script_that_never_closes_the_client_still_exits() -> None:
         check=True,
     )
     assert done.stdout.strip() == "DELIVERED"
+
+
+# -- what a decision's reason and a wait's merge carry ---------------------------------------
+
+
+@pytest.mark.parametrize("status", [S.FAILED, S.DENIED, S.PENDING, S.DELIVERED, S.SENT])
+async def test_the_reason_names_the_provider_status(status: MessageStatus) -> None:
+    provider = sendblue_like()
+    provider.script("m1", status)
+    async with StatusClient([provider]) as client:
+        decision = await client.resend_decision("sendbluelike:m1")
+    assert f"provider status 'raw-{status.value}'" in decision.reason
+
+
+async def test_a_failure_after_a_delivery_is_named_in_the_skip_reason() -> None:
+    provider = FakeProvider()
+    provider.script("m1", S.DELIVERED, S.FAILED)
+    async with StatusClient([provider]) as client:
+        await client.get_status("fake:m1")
+        decision = await client.resend_decision("fake:m1", refresh=True)
+    assert decision.action is ResendAction.SKIP
+    assert "conflict: " in decision.reason
+    assert "FAILED" in decision.reason
+
+
+async def test_a_wait_survives_a_provider_that_renames_the_handle() -> None:
+    class Renaming(FakeProvider):
+        """Answers the second poll under another canonical handle (its form changed)."""
+
+        def result(self, native: str, status: MessageStatus) -> StatusResult:
+            renamed = native if status is S.PENDING else native.upper()
+            return super().result(renamed, status)
+
+    provider = Renaming()
+    provider.script("m1", S.PENDING, S.DELIVERED)
+    async with StatusClient([provider]) as client:
+        with anyio.fail_after(10):
+            result = await client.wait_for_final("fake:m1", timeout=5, poll_interval=0.01)
+    assert (result.handle, result.status) == ("fake:M1", S.DELIVERED)
