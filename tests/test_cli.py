@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -42,6 +45,9 @@ class Setup:
 
 def _base_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "SYSTEMROOT", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")
+    # Coverage measures the subprocesses too (`nox -s coverage`); the emulators' latency
+    # switch reaches the demo's own emulators.
+    keep += ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START", "MSGSTATUS_EMULATOR_LATENCY")
     env = {name: os.environ[name] for name in keep if name in os.environ}
     env.update(
         AWS_EC2_METADATA_DISABLED="true",
@@ -182,6 +188,41 @@ def test_check_refuses_a_missing_file(setup: Setup, tmp_path: Path) -> None:
     assert "cannot read" in done.stderr
 
 
+class _LineReader:
+    """Reads a subprocess's output on a thread, so that every read has a timeout: a ``watch``
+    that sticks fails the test instead of hanging the suite."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.rest: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def next_line(self, *, timeout: float) -> str:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no output line within {timeout} s")
+        assert line is not None, "the command ended before printing this line"
+        return line
+
+    def done(self, *, timeout: float) -> None:
+        """Wait for the end of the output, keeping whatever came after the lines read."""
+        while True:
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"the output did not end within {timeout} s")
+            if line is None:
+                return
+            self.rest.append(line)
+
+
 def test_watch_prints_each_change_until_final(setup: Setup) -> None:
     handle = setup.sendblue.add_message(status="QUEUED")
     # The test moves the message on only once watch has printed the state before: no race with
@@ -204,12 +245,18 @@ def test_watch_prints_each_change_until_final(setup: Setup) -> None:
         text=True,
     ) as watch:
         assert watch.stdout is not None
-        lines = []
-        for next_status in ("SENT", "DELIVERED", None):
-            lines.append(watch.stdout.readline())
-            if next_status:
-                setup.sendblue.set_status(handle, next_status)
-        rest, errors = watch.communicate(timeout=60)
+        try:
+            reader = _LineReader(watch.stdout)
+            lines = []
+            for next_status in ("SENT", "DELIVERED", None):
+                lines.append(reader.next_line(timeout=60))
+                if next_status:
+                    setup.sendblue.set_status(handle, next_status)
+            reader.done(timeout=60)
+            _, errors = watch.communicate(timeout=60)
+        finally:
+            watch.kill()
+        rest = "".join(reader.rest)
     assert watch.returncode == 0, errors
     assert rest == ""
     assert [line.split()[3] for line in lines] == ["PENDING", "SENT", "DELIVERED"]
@@ -218,9 +265,11 @@ def test_watch_prints_each_change_until_final(setup: Setup) -> None:
 
 def test_watch_exit_code_says_a_message_did_not_become_final(setup: Setup) -> None:
     stuck = setup.sendblue.add_message(status="QUEUED")
-    done = setup.run("watch", "--interval", "0.1", "--timeout", "0.8", f"sendblue:{stuck}")
+    # The timeout starts once the command is up; 3 s leave room for a loaded machine and slow
+    # emulators to answer the first lookup.
+    done = setup.run("watch", "--interval", "0.1", "--timeout", "3", f"sendblue:{stuck}")
     assert done.returncode == 1
-    assert "not final after 0.8 s" in done.stderr
+    assert "not final after 3 s" in done.stderr
     assert "PENDING" in done.stdout
 
 

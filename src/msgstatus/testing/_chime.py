@@ -201,7 +201,7 @@ class ChimeEmulator(LoopbackServer):
         access_key_id: str = "AKIDEMULATOR",
         secret_access_key: str = "emulator-secret",  # noqa: S107 - a test double's default
         region: str = "us-east-1",
-        latency: float = 0.0,
+        latency: float | None = None,
         denied_retention: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,

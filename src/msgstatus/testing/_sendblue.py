@@ -98,7 +98,7 @@ class SendblueEmulator(LoopbackServer):
         api_key: str = "test-key",
         api_secret: str = "test-secret",  # noqa: S107 - a test double's well-known default
         *,
-        latency: float = 0.0,
+        latency: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
