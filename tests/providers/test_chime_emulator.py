@@ -463,16 +463,22 @@ async def test_nothing_listening_is_unavailable(sender: str, channel: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("akid", "secret", "region"),
+    ("akid", "secret", "region", "code"),
     [
-        ("AKIDEMULATOR", "wrong-secret", "us-east-1"),
-        ("AKIDSOMEONEELSE", "emulator-secret", "us-east-1"),
-        ("AKIDEMULATOR", "emulator-secret", "eu-west-1"),
+        ("AKIDEMULATOR", "wrong-secret", "us-east-1", "InvalidSignatureException"),
+        ("AKIDSOMEONEELSE", "emulator-secret", "us-east-1", "UnrecognizedClientException"),
+        ("AKIDEMULATOR", "emulator-secret", "eu-west-1", "InvalidSignatureException"),
     ],
     ids=["wrong-secret", "unknown-key", "wrong-region"],
 )
 async def test_bad_credentials_are_refused(
-    emulator: ChimeEmulator, channel: str, sender: str, akid: str, secret: str, region: str
+    emulator: ChimeEmulator,
+    channel: str,
+    sender: str,
+    akid: str,
+    secret: str,
+    region: str,
+    code: str,
 ) -> None:
     message_id = emulator.add_message(channel, sender=sender)
     session = boto3.session.Session(
@@ -481,7 +487,7 @@ async def test_bad_credentials_are_refused(
     async with ChimeProvider(
         session=session, endpoint_url=emulator.base_url, bearer=sender, retry=FAST
     ) as provider:
-        with pytest.raises(AuthenticationError, match="UnauthorizedClientException"):
+        with pytest.raises(AuthenticationError, match=rf"{code}, HTTP 403"):
             await provider.get_status(ChimeHandle(channel, message_id))
     assert emulator.stats.requests == 1
 
