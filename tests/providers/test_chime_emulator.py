@@ -620,3 +620,51 @@ async def test_through_the_status_client(
         ResendAction.RESEND,
         ResendAction.UNKNOWN,
     ]
+
+
+# -- configuration from the environment -------------------------------------------------------
+
+
+@pytest.fixture
+def aws_env(emulator: ChimeEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": emulator.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": emulator.secret_access_key,
+        "AWS_REGION": emulator.region,
+        "AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING": emulator.base_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+
+
+async def test_from_env_reads_the_aws_chain_and_the_bearer_variable(
+    emulator: ChimeEmulator,
+    channel: str,
+    sender: str,
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message_id = emulator.add_message(channel, sender=sender, status="PENDING")
+    monkeypatch.setenv("MSGSTATUS_CHIME_BEARER", sender)
+    async with ChimeProvider.from_env(retry=FAST) as provider:
+        assert provider.bearer == sender
+        result = await provider.get_status(ChimeHandle(channel, message_id))
+    assert result.status is MessageStatus.PENDING
+
+
+async def test_without_a_bearer_the_message_names_the_variable_and_the_argument(
+    emulator: ChimeEmulator,
+    channel: str,
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MSGSTATUS_CHIME_BEARER", raising=False)
+    async with ChimeProvider.from_env(retry=FAST) as provider:
+        with pytest.raises(InvalidHandleError) as caught:
+            await provider.get_status(ChimeHandle(channel, "m1"))
+    assert "MSGSTATUS_CHIME_BEARER" in caught.value.message
+    assert "bearer=" in caught.value.message
+    assert emulator.stats.requests == 0
+    monkeypatch.setenv("MSGSTATUS_CHIME_BEARER", "not an ARN")
+    with pytest.raises(InvalidHandleError, match="MSGSTATUS_CHIME_BEARER"):
+        ChimeProvider.from_env()

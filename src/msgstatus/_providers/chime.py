@@ -58,6 +58,8 @@ __all__ = [
 logger = logging.getLogger("msgstatus.chime")
 
 PROVIDER = "chime"
+#: The environment variable :meth:`ChimeProvider.from_env` reads the default bearer from.
+ENV_BEARER = "MSGSTATUS_CHIME_BEARER"
 
 #: ``Status.Value`` of GetChannelMessageStatus and what it means here. Mirrored in providers.md
 #: (a test compares the two). Any other value maps to UNKNOWN.
@@ -489,6 +491,33 @@ class ChimeProvider:
         ]
         self._deadline = sum(t for t in timeouts if isinstance(t, (int, float))) + 1.0
 
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> ChimeProvider:
+        """A provider configured from the environment: the standard AWS chain (credentials,
+        profile, region, ``AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING``), as without ``client``, plus
+        ``MSGSTATUS_CHIME_BEARER``, the default bearer (sender ARN) for handles without one.
+
+        Raises ``ValueError`` as the constructor does (no region, say) and
+        :class:`~msgstatus.InvalidHandleError` naming the variable for a malformed bearer.
+        """
+        bearer = os.environ.get(ENV_BEARER) or None
+        if bearer is not None:
+            _check_arn(bearer, ENV_BEARER, ascii_only=True)
+        return cls(
+            bearer=bearer,
+            max_concurrency=max_concurrency,
+            retry=retry,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+
     def _build_client(
         self,
         session: boto3.session.Session | None,
@@ -611,7 +640,8 @@ class ChimeProvider:
         if bearer is None:
             raise _invalid(
                 "the handle names no bearer and the provider has no default: pass bearer= to "
-                "ChimeProvider or put ';bearer=<sender ARN>' in the handle",
+                f"ChimeProvider (or set {ENV_BEARER} and use ChimeProvider.from_env()) or put "
+                "';bearer=<sender ARN>' in the handle",
                 canonical,
             )
         params: dict[str, str] = {
