@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -283,6 +284,11 @@ def test_demo_shows_both_providers_and_their_outcomes() -> None:
     decisions = out.split("May each message be sent again?")[1]
     for action in ("SKIP", "RESEND", "BLOCKED"):
         assert action in decisions
+    # The closing pointer names a file this installation really has.
+    pointer = next(line for line in out.splitlines() if line.startswith("The rules"))
+    named = Path(pointer.split(": ", 1)[1])
+    assert named.name == "providers.md"
+    assert named.is_file()
 
 
 # -- the first hour: tables, exit codes, input files --------------------------------------------
@@ -384,3 +390,78 @@ def test_check_with_a_malformed_handle_exits_2_after_every_decision(
     assert sorted(row["action"] for row in rows) == ["SKIP", "UNKNOWN"]
     assert {row["error_type"] for row in rows} == {None, "InvalidHandleError"}
     assert "malformed" in done.stderr
+
+
+def _exports(lines: list[str]) -> dict[str, str]:
+    import shlex
+
+    env: dict[str, str] = {}
+    for line in lines:
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            env[name] = shlex.split(value)[0]
+    return env
+
+
+def test_emulate_serves_what_its_exports_point_at(tmp_path: Path) -> None:
+    import signal
+
+    from msgstatus._emulate import SEEDS
+
+    handles = tmp_path / "handles.csv"
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "msgstatus",
+            "emulate",
+            "--messages",
+            str(3 * len(SEEDS)),
+            "--write-handles",
+            str(handles),
+        ],
+        env=_base_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as emulate:
+        assert emulate.stdout is not None
+        printed: list[str] = []
+        while not printed or not printed[-1].startswith("Serving until interrupted"):
+            line = emulate.stdout.readline()
+            assert line, emulate.stderr.read() if emulate.stderr else "emulate ended"
+            printed.append(line.rstrip("\n"))
+        exports = _exports(printed)
+        assert set(exports) >= {"SENDBLUE_BASE_URL", "AWS_REGION", "MSGSTATUS_CHIME_BEARER"}
+        for url in (exports["SENDBLUE_BASE_URL"], exports["AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING"]):
+            assert url.startswith("http://127.0.0.1:")
+        # Only the printed exports (plus PATH and the like): no other configuration.
+        env = _base_env() | exports
+        run = partial_run(env)
+        checked = run("check", "--json", str(handles))
+        assert checked.returncode == 0, checked.stderr
+        rows = [json.loads(line) for line in checked.stdout.splitlines()]
+        assert len(rows) == 3 * len(SEEDS)
+        assert {row["error_type"] for row in rows} == {None}
+        actions = {row["action"] for row in rows}
+        assert {"SKIP", "WAIT", "RESEND", "BLOCKED"} <= actions
+        chime = next(row["handle"] for row in rows if row["handle"].startswith("chime:"))
+        got = run("get", chime)
+        assert got.returncode == 0, got.stderr
+        emulate.send_signal(signal.SIGINT)
+        emulate.communicate(timeout=30)
+    assert emulate.returncode == 0
+
+
+def partial_run(env: dict[str, str]) -> Any:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "msgstatus", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    return run
