@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from msgstatus._status import StatusResult
@@ -145,3 +146,24 @@ def is_loopback_host(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
+
+
+def plain_payload(payload: object) -> object:
+    """A payload as JSON-safe data: a pydantic model (an official SDK's response type) becomes
+    its dict under the wire names, datetimes and dates become ISO 8601 strings, nested mappings
+    and sequences are converted too. Anything else comes back as it is, for the caller to refuse.
+    """
+    import datetime as dt
+
+    from pydantic import BaseModel
+
+    if isinstance(payload, BaseModel):
+        # Python mode, then the same conversion as a mapping's: one date format for both paths.
+        return plain_payload(payload.model_dump(by_alias=True))
+    if isinstance(payload, Mapping):
+        return {key: plain_payload(value) for key, value in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [plain_payload(value) for value in payload]
+    if isinstance(payload, (dt.datetime, dt.date, dt.time)):
+        return payload.isoformat()
+    return payload

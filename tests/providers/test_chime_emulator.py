@@ -668,3 +668,21 @@ async def test_without_a_bearer_the_message_names_the_variable_and_the_argument(
     monkeypatch.setenv("MSGSTATUS_CHIME_BEARER", "not an ARN")
     with pytest.raises(InvalidHandleError, match="MSGSTATUS_CHIME_BEARER"):
         ChimeProvider.from_env()
+
+
+async def test_result_from_send_response_takes_boto3_responses_with_datetimes(
+    provider: ChimeProvider, channel: str, sender: str
+) -> None:
+    import json
+    from datetime import datetime, timezone
+
+    sent = await anyio.to_thread.run_sync(_send, provider, channel, sender, "hi")
+    result = provider.result_from_send_response(sent, bearer=sender)
+    assert result.status is MessageStatus.SENT
+    assert (await provider.get_status(result.handle)).status is MessageStatus.SENT
+    # botocore parses timestamps into datetimes (GetChannelMessage's ChannelMessage has them):
+    # a mapping carrying them is accepted and raw stays JSON-safe.
+    stamped = {**sent, "CreatedTimestamp": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)}
+    result = provider.result_from_send_response(stamped)
+    assert result.raw["CreatedTimestamp"] == "2026-01-02T03:04:05+00:00"
+    json.loads(result.model_dump_json())

@@ -26,7 +26,7 @@ import anyio.to_thread
 from anyio.lowlevel import RunVar
 from pydantic import ValidationError
 
-from msgstatus._provider import TypedHandle, is_loopback_host, validate_handle_text
+from msgstatus._provider import TypedHandle, is_loopback_host, plain_payload, validate_handle_text
 from msgstatus._retry import RetryPolicy, call_with_retry, retry_after_seconds
 from msgstatus._status import MessageStatus, StatusResult, StatusTable
 from msgstatus.errors import (
@@ -663,7 +663,9 @@ class ChimeProvider:
         looked up later). A response without ``Status`` gives ``UNKNOWN``. Raises
         :class:`~msgstatus.ProviderResponseError` when the response has no valid channel ARN or
         message id, or a ``Status`` of the wrong shape; InvalidHandleError for a bad ``bearer``.
+        Datetimes in the response (botocore parses timestamps) become ISO 8601 strings in ``raw``.
         """
+        response = plain_payload(response)  # type: ignore[assignment]
         if not isinstance(response, Mapping):
             raise ProviderResponseError(
                 f"a SendChannelMessage response is a dict, not {type(response).__name__}",

@@ -28,7 +28,7 @@ from pydantic import (
     WrapValidator,
 )
 
-from msgstatus._provider import TypedHandle, is_loopback_host, native_handle
+from msgstatus._provider import TypedHandle, is_loopback_host, native_handle, plain_payload
 from msgstatus._retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,
@@ -409,8 +409,10 @@ class SendblueProvider:
         ``handle`` defaults to the payload's ``message_handle``. Raises
         :class:`~msgstatus.ProviderResponseError` when the payload is not an object, has no usable
         handle, or has a ``status`` that is not text; :class:`~msgstatus.InvalidHandleError` for a
-        bad ``handle`` argument.
+        bad ``handle`` argument. The payload may be the official SDK's response object (a
+        pydantic model) or any mapping; datetimes in it become ISO 8601 strings in ``raw``.
         """
+        payload = plain_payload(payload)  # type: ignore[assignment]
         if not isinstance(payload, Mapping):
             raise ProviderResponseError(
                 f"a Sendblue payload is a JSON object, not {type(payload).__name__}",
