@@ -521,7 +521,6 @@ def test_transient_messages_are_not_stored_unless_configured(
 def test_the_aws_cli_talks_to_the_emulator(
     emulator: ChimeEmulator, channel: str, sender: str, tmp_path: Any
 ) -> None:
-    pytest.importorskip("awscli")
     import os
     import subprocess
     import sys
