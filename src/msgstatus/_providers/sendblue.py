@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from types import TracebackType
 from typing import Annotated, Any, NoReturn
@@ -28,6 +28,7 @@ from pydantic import (
     WrapValidator,
 )
 
+from msgstatus._decision import Refusal, RefusalKind
 from msgstatus._provider import TypedHandle, is_loopback_host, native_handle, plain_payload
 from msgstatus._retry import (
     MAX_RETRY_AFTER,
@@ -53,6 +54,8 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_NATIVE_HANDLE_LENGTH",
     "MAX_RESPONSE_BYTES",
+    "SENDBLUE_ERROR_CODES",
+    "SENDBLUE_ERROR_KEYS",
     "SENDBLUE_FINAL_STATUSES",
     "SENDBLUE_STATUS_MAP",
     "SendblueProvider",
@@ -63,8 +66,8 @@ logger = logging.getLogger("msgstatus.sendblue")
 PROVIDER = "sendblue"
 
 #: Sendblue's raw ``status`` values and what they mean here. Mirrored in providers.md (a test
-#: compares the two). Any other value maps to UNKNOWN; a non-null ``error_key`` means DENIED
-#: whatever the status says.
+#: compares the two). Any other value maps to UNKNOWN; a non-null ``error_key`` decides the status
+#: whatever the status says (see SENDBLUE_ERROR_KEYS).
 SENDBLUE_STATUS_MAP: dict[str, MessageStatus] = {
     "QUEUED": MessageStatus.PENDING,
     "REGISTERED": MessageStatus.PENDING,
@@ -85,6 +88,38 @@ SENDBLUE_STATUS_MAP: dict[str, MessageStatus] = {
 SENDBLUE_FINAL_STATUSES: frozenset[MessageStatus] = frozenset(
     {MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED, MessageStatus.DENIED}
 )
+
+#: Sendblue's documented ``error_key`` values (the stable id of the rule that declined a message)
+#: and what each means for a resend. Mirrored in providers.md (a test compares the two). A key
+#: not listed here gives UNKNOWN (never RESEND nor BLOCKED) and is logged once.
+SENDBLUE_ERROR_KEYS: dict[str, Refusal] = {
+    "LINE_HOURLY_LIMIT_REACHED": Refusal(
+        RefusalKind.QUOTA_WINDOW,
+        "the sending line reached its hourly new-contact cap; the message was not sent",
+        timedelta(hours=1),
+    ),
+    "LINE_DAILY_LIMIT_REACHED": Refusal(
+        RefusalKind.QUOTA_WINDOW,
+        "the sending line reached its daily new-contact cap; the message was not sent",
+        timedelta(days=1),
+    ),
+    "PRE_REPLY_LIMIT_REACHED": Refusal(
+        RefusalKind.QUOTA_WINDOW,
+        "too many messages before the contact replied; the message was not sent "
+        "(the limit lifts when the contact replies)",
+    ),
+    "OPTED_OUT": Refusal(RefusalKind.PERMANENT, "the recipient opted out of messages"),
+}
+
+#: ``error_code`` values that mean a refusal when no ``error_key`` names the rule (an ``ERROR``
+#: status with them). Mirrored in providers.md. Other codes leave the status as it is.
+SENDBLUE_ERROR_CODES: dict[str, Refusal] = {
+    # The SDK documents a cap refusal as HTTP 400, status ERROR, error_code 429 plus a key; the
+    # code alone still says "a cap, not a delivery failure", with no known window.
+    "429": Refusal(
+        RefusalKind.QUOTA_WINDOW, "a sending cap was reached (error_code 429); not sent"
+    ),
+}
 
 DEFAULT_BASE_URL = "https://api.sendblue.co"
 
@@ -165,6 +200,7 @@ class _MessageResponse(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    message_handle: Annotated[str | None, BeforeValidator(_text_or_none)] = None
     status: str | None = None
     error_key: Annotated[str | None, BeforeValidator(_error_key_text)] = None
     error_code: Annotated[str | None, BeforeValidator(_error_code_text)] = None
@@ -330,6 +366,7 @@ class SendblueProvider:
             )
         self._client = http_client
         self._table = StatusTable(PROVIDER, SENDBLUE_STATUS_MAP)
+        self._unknown_keys = StatusTable(PROVIDER, {}, what="error_key")
 
     @classmethod
     def from_env(
@@ -406,11 +443,12 @@ class SendblueProvider:
         """Normalize a Sendblue message payload you already hold: a send response or the body of
         a status callback (webhook), the same way :meth:`get_status` does.
 
-        ``handle`` defaults to the payload's ``message_handle``. Raises
-        :class:`~msgstatus.ProviderResponseError` when the payload is not an object, has no usable
-        handle, or has a ``status`` that is not text; :class:`~msgstatus.InvalidHandleError` for a
-        bad ``handle`` argument. The payload may be the official SDK's response object (a
-        pydantic model) or any mapping; datetimes in it become ISO 8601 strings in ``raw``.
+        The payload must name its message (``message_handle``); with ``handle`` given, it must
+        name that one. Raises :class:`~msgstatus.ProviderResponseError` when the payload is not an
+        object, names no message or another message, or has a ``status`` that is not text;
+        :class:`~msgstatus.InvalidHandleError` for a bad ``handle`` argument. The payload may be
+        the official SDK's response object (a pydantic model) or any mapping; datetimes in it
+        become ISO 8601 strings in ``raw``.
         """
         payload = plain_payload(payload)  # type: ignore[assignment]
         if not isinstance(payload, Mapping):
@@ -429,7 +467,7 @@ class SendblueProvider:
                 raise ProviderResponseError(
                     "the Sendblue payload has no usable message_handle", provider=PROVIDER
                 ) from exc
-        return self._normalize(scrubbed, f"{PROVIDER}:{native}")
+        return self._normalize(scrubbed, native)
 
     def _native_handle(self, handle: object) -> str:
         if not isinstance(handle, str) and isinstance(handle, TypedHandle):
@@ -531,9 +569,10 @@ class SendblueProvider:
                 provider=PROVIDER,
                 handle=canonical,
             )
-        return self._normalize(_scrub(payload, self.__secret), canonical)
+        return self._normalize(_scrub(payload, self.__secret), native)
 
-    def _normalize(self, payload: dict[str, Any], canonical: str) -> StatusResult:
+    def _normalize(self, payload: dict[str, Any], native: str) -> StatusResult:
+        canonical = f"{PROVIDER}:{native}"
         try:
             message = _MessageResponse.model_validate(payload)
         except ValidationError as exc:
@@ -542,9 +581,39 @@ class SendblueProvider:
                 provider=PROVIDER,
                 handle=canonical,
             ) from exc
+        # A 2xx body is a status only if it is about this message: an error envelope
+        # ({"status": "ERROR", "message": "Message not found"}) names none, and a mixed-up
+        # response names another. Either would be read as FAILED, inviting a duplicate.
+        if message.message_handle is None:
+            raise ProviderResponseError(
+                "Sendblue's payload names no message (no message_handle): not a message status",
+                provider=PROVIDER,
+                handle=canonical,
+            )
+        if message.message_handle != native:
+            raise ProviderResponseError(
+                f"Sendblue's payload is about another message "
+                f"(message_handle {message.message_handle[:80]!r})",
+                provider=PROVIDER,
+                handle=canonical,
+            )
         status = self._table.lookup(message.status)
-        if message.error_key is not None:
-            status = MessageStatus.DENIED
+        detail = message.error_message
+        refusal = self._refusal(message, status)
+        not_before: datetime | None = None
+        if refusal is not None:
+            status = refusal.status
+            detail = detail or refusal.meaning
+            if refusal.window is not None:
+                refused_at = message.date_updated or datetime.now(timezone.utc)
+                not_before = refused_at + refusal.window
+        elif message.error_key is not None:
+            self._unknown_keys.lookup(message.error_key)
+            status = MessageStatus.UNKNOWN
+            detail = (
+                f"declined by a rule this version does not know (error_key "
+                f"{message.error_key[:80]!r})"
+            )
         try:
             return StatusResult(
                 provider=PROVIDER,
@@ -552,8 +621,9 @@ class SendblueProvider:
                 status=status,
                 provider_status=message.status,
                 is_final=status in SENDBLUE_FINAL_STATUSES,
-                detail=message.error_message,
+                detail=detail,
                 error_code=message.error_code,
+                not_before=not_before,
                 updated_at=message.date_updated,
                 raw=payload,
             )
@@ -563,6 +633,14 @@ class SendblueProvider:
                 provider=PROVIDER,
                 handle=canonical,
             ) from exc
+
+    @staticmethod
+    def _refusal(message: _MessageResponse, status: MessageStatus) -> Refusal | None:
+        if message.error_key is not None:
+            return SENDBLUE_ERROR_KEYS.get(message.error_key.upper())
+        if status is MessageStatus.FAILED and message.error_code is not None:
+            return SENDBLUE_ERROR_CODES.get(message.error_code)
+        return None
 
     @staticmethod
     def _status_error(response: httpx.Response, handle: str) -> MsgStatusError:
