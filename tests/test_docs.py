@@ -245,3 +245,27 @@ def test_python_block_runs(
             check=False,
         )
         assert done.returncode == 0, f"{name}:{line}\n{done.stdout}\n{done.stderr}"
+
+
+def _documented_call(text: str, name: str) -> str:
+    match = re.search(rf"`{re.escape(name)}\((.*?)\)`", text, re.S)
+    assert match, f"providers.md does not document {name}(...)"
+    return " ".join(match.group(1).split())
+
+
+@pytest.mark.parametrize("name", ["RetryPolicy", "SendblueEmulator", "ChimeEmulator"])
+def test_documented_constructors_match_the_code(name: str) -> None:
+    import inspect
+
+    import msgstatus
+    import msgstatus.testing
+
+    cls = getattr(msgstatus, name, None) or getattr(msgstatus.testing, name)
+    documented = _documented_call(PROVIDERS_MD, name)
+    parameters = [p for p in inspect.signature(cls).parameters.values() if p.name != "rng"]
+    for parameter in parameters:
+        if parameter.default is inspect.Parameter.empty:
+            assert parameter.name in documented, (name, parameter.name)
+        else:
+            shown = repr(parameter.default).replace("'", '"')
+            assert f"{parameter.name}={shown}" in documented, (name, parameter.name)

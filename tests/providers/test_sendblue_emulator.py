@@ -402,3 +402,16 @@ async def test_result_from_payload_takes_the_official_sdk_response(
     assert from_model.updated_at == from_dump.updated_at is not None
     json.loads(from_model.model_dump_json())
     json.loads(from_dump.model_dump_json())
+
+
+async def test_add_message_handles_work_as_documented(sendblue_emulator: SendblueEmulator) -> None:
+    # providers.md: the bare handle for the provider itself, the prefixed one for a client.
+    handle = sendblue_emulator.add_message(status="SENT")
+    provider = sendblue_emulator.provider()
+    async with StatusClient([provider]) as client:
+        direct = await provider.get_status(handle)
+        routed = await client.get_status(f"sendblue:{handle}")
+        with pytest.raises(InvalidHandleError, match="no provider prefix"):
+            await client.get_status(handle)
+    assert direct.handle == routed.handle == f"sendblue:{handle}"
+    assert sendblue_emulator.payload(handle)["message_handle"] == handle
