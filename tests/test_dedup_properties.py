@@ -80,7 +80,7 @@ def _chime_observation(draw: st.DrawFn) -> StatusResult:
     response: dict[str, Any] = {"ChannelArn": CHANNEL, "MessageId": "m-1"}
     if draw(st.booleans()) or value:
         response["Status"] = {"Value": value}
-    return CHIME.result_from_send_response(response)
+    return CHIME.result_from_payload(response)
 
 
 def _timed(observation: StatusResult, seconds: int) -> StatusResult:
@@ -231,5 +231,5 @@ async def test_every_chime_status_gives_its_documented_action(
     assert denied.error_type == "MessageNotFoundError"
     for raw, action in CHIME_HELD_ACTIONS.items():
         response = {"ChannelArn": channel, "MessageId": "m-1", "Status": {"Value": raw}}
-        held = CHIME.result_from_send_response(response, bearer=sender)
+        held = CHIME.result_from_payload(response, bearer=sender)
         assert ResendDecision.from_result(held).action is action

@@ -15,10 +15,11 @@ import pytest
 
 from msgstatus import MessageStatus, ResendAction, ResendDecision, StatusResult
 from msgstatus._decision import Refusal, RefusalKind
-from msgstatus._providers.chime import CHIME_STATUS_MAP
+from msgstatus._providers.chime import CHIME_ERROR_CODES, CHIME_STATUS_MAP
 from msgstatus._providers.sendblue import (
     SENDBLUE_ERROR_CODES,
     SENDBLUE_ERROR_KEYS,
+    SENDBLUE_HTTP_ERRORS,
     SENDBLUE_STATUS_MAP,
 )
 
@@ -158,6 +159,27 @@ def test_the_refusal_tables_match_the_code(header: str, table: dict[str, Refusal
         assert _WINDOWS[window] == refusal.window, key
         decision = ResendDecision.from_result(_observation(refusal.status, True))
         assert decision.action.value == action, key
+
+
+def _error_rows(heading: str, header: str) -> list[tuple[str, str]]:
+    rows = table_rows(section(PROVIDERS_MD, heading).split("### Errors", 1)[1], header)
+    return [(row[0], row[1]) for row in rows]
+
+
+def test_the_chime_error_table_matches_the_code() -> None:
+    rows = _error_rows("Amazon Chime SDK Messaging", "| Chime answers")
+    for code, rule in CHIME_ERROR_CODES.items():
+        matching = [error for answers, error in rows if re.search(rf"\b{code}\b", answers)]
+        assert matching, f"{code} is not in providers.md"
+        assert matching[0].split(";")[0].strip() == rule.error.__name__, code
+
+
+def test_the_sendblue_error_table_matches_the_code() -> None:
+    rows = _error_rows("Sendblue", "| Sendblue answers")
+    for status, rule in SENDBLUE_HTTP_ERRORS.items():
+        matching = [error for answers, error in rows if re.search(rf"\b{status}\b", answers)]
+        assert matching, f"HTTP {status} is not in providers.md"
+        assert matching[0].split(",")[0].split(" ")[0] == rule.error.__name__, status
 
 
 # -- every Python block in README.md and providers.md runs as written -------------------------

@@ -34,7 +34,7 @@ from msgstatus import (
     SyncStatusClient,
     UnknownProviderError,
 )
-from msgstatus._provider import MAX_HANDLE_LENGTH, validate_handle_text
+from msgstatus._providers.base import MAX_HANDLE_LENGTH, validate_handle_text
 from msgstatus._providers.chime import CHIME_STATUS_MAP
 from msgstatus._providers.sendblue import SENDBLUE_STATUS_MAP
 from msgstatus._status import StatusTable
@@ -99,7 +99,7 @@ def test_a_sendblue_payload_with_any_status_is_a_result(
 
 @pytest.fixture(scope="module")
 def chime_offline() -> ChimeProvider:
-    # Never calls the network: result_from_send_response normalizes a response already held.
+    # Never calls the network: result_from_payload normalizes a response already held.
     return ChimeProvider(region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
 
 
@@ -116,7 +116,7 @@ def test_a_chime_response_with_any_status_is_a_result(
         "MessageId": "m1",
         "Status": status,
     }
-    result = chime_offline.result_from_send_response(response)
+    result = chime_offline.result_from_payload(response)
     assert result.provider_status == raw
     assert result.status is CHIME_STATUS_MAP.get(raw.strip().upper(), MessageStatus.UNKNOWN)
     assert StatusResult.model_validate_json(result.model_dump_json()) == result

@@ -1,11 +1,13 @@
 """msgstatus: what happened to the message I sent, whichever provider sent it?"""
 
+import importlib.metadata as _metadata
+
 from msgstatus._client import Handle, StatusClient, StatusStream
 from msgstatus._decision import Outcome, ResendAction, ResendDecision
-from msgstatus._provider import MessageStatusProvider, TypedHandle
+from msgstatus._providers.base import MessageStatusProvider, TypedHandle
 from msgstatus._providers.chime import ChimeHandle, ChimeProvider
 from msgstatus._providers.sendblue import SendblueProvider
-from msgstatus._retry import RetryPolicy
+from msgstatus._retry import RetryPolicy, call_with_retry
 from msgstatus._status import MessageStatus, StatusResult
 from msgstatus._sync import SyncStatusClient
 from msgstatus.errors import (
@@ -22,7 +24,10 @@ from msgstatus.errors import (
     UnknownProviderError,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("msgstatus")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AuthenticationError",
@@ -51,4 +56,13 @@ __all__ = [
     "SyncStatusClient",
     "TypedHandle",
     "UnknownProviderError",
+    "call_with_retry",
 ]
+
+# Public names say they are msgstatus's, whatever private module defines them (as httpx does):
+# reprs, docs and pickles then point at the public place.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or callable(_value):
+        _value.__module__ = "msgstatus"
+del _name, _value

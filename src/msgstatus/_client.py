@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from msgstatus._decision import Outcome, ResendDecision
-from msgstatus._provider import MessageStatusProvider, TypedHandle, split_handle
+from msgstatus._providers.base import MessageStatusProvider, TypedHandle, split_handle
 from msgstatus._status import StatusResult
 from msgstatus.errors import (
     HandleError,

@@ -27,7 +27,7 @@ from msgstatus._client import (
     _check_handles,
 )
 from msgstatus._decision import ResendDecision
-from msgstatus._provider import MessageStatusProvider
+from msgstatus._providers.base import MessageStatusProvider
 from msgstatus._status import StatusResult
 from msgstatus.errors import MsgStatusError
 

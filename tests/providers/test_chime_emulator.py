@@ -216,8 +216,8 @@ async def test_send_through_a_channel_flow(
     spam = await anyio.to_thread.run_sync(_send, provider, channel, sender, "buy spam")
     assert good["ResponseMetadata"]["HTTPStatusCode"] == 201
     assert set(good) == {"ChannelArn", "MessageId", "Status", "ResponseMetadata"}
-    sent_now = provider.result_from_send_response(good, bearer=sender)
-    spam_now = provider.result_from_send_response(spam)
+    sent_now = provider.result_from_payload(good, bearer=sender)
+    spam_now = provider.result_from_payload(spam)
     assert sent_now.status is spam_now.status is MessageStatus.PENDING
     assert ResendDecision.from_result(sent_now).action is ResendAction.WAIT
 
@@ -234,7 +234,7 @@ async def test_a_flow_that_denies_at_once(
 ) -> None:
     emulator.set_channel_flow(channel, [(0.0, ChimeState("DENIED", "blocked word"))])
     response = await anyio.to_thread.run_sync(_send, provider, channel, sender, "bad word")
-    result = provider.result_from_send_response(response)
+    result = provider.result_from_payload(response)
     assert (result.status, result.detail) == (MessageStatus.DENIED, "blocked word")
     assert ResendDecision.from_result(result).action is ResendAction.BLOCKED
     with pytest.raises(MessageNotFoundError):
@@ -273,7 +273,7 @@ async def test_sub_channels(
         lambda: _send(provider, channel, sender, "hi", SubChannelId="sub-3")
     )
     assert sent["SubChannelId"] == "sub-3"
-    result = provider.result_from_send_response(sent)
+    result = provider.result_from_payload(sent)
     assert ChimeHandle.parse(result.handle).sub_channel_id == "sub-3"
     assert (await provider.get_status(result.handle)).status is MessageStatus.SENT
 
@@ -670,19 +670,19 @@ async def test_without_a_bearer_the_message_names_the_variable_and_the_argument(
         ChimeProvider.from_env()
 
 
-async def test_result_from_send_response_takes_boto3_responses_with_datetimes(
+async def test_result_from_payload_takes_boto3_responses_with_datetimes(
     provider: ChimeProvider, channel: str, sender: str
 ) -> None:
     import json
     from datetime import datetime, timezone
 
     sent = await anyio.to_thread.run_sync(_send, provider, channel, sender, "hi")
-    result = provider.result_from_send_response(sent, bearer=sender)
+    result = provider.result_from_payload(sent, bearer=sender)
     assert result.status is MessageStatus.SENT
     assert (await provider.get_status(result.handle)).status is MessageStatus.SENT
     # botocore parses timestamps into datetimes (GetChannelMessage's ChannelMessage has them):
     # a mapping carrying them is accepted and raw stays JSON-safe.
     stamped = {**sent, "CreatedTimestamp": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)}
-    result = provider.result_from_send_response(stamped)
+    result = provider.result_from_payload(stamped)
     assert result.raw["CreatedTimestamp"] == "2026-01-02T03:04:05+00:00"
     json.loads(result.model_dump_json())

@@ -38,8 +38,8 @@ from msgstatus._providers.sendblue import (
     MAX_RESPONSE_BYTES,
     SENDBLUE_FINAL_STATUSES,
     SENDBLUE_STATUS_MAP,
-    parse_retry_after,
 )
+from msgstatus._retry import parse_retry_after
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("reuse_tls_context")]
 
@@ -775,13 +775,18 @@ async def test_aclose_closes_only_a_client_it_created(api: respx.MockRouter) -> 
     own = SendblueProvider(KEY, SECRET)
     await own.aclose()
     assert own._client.is_closed
-    with pytest.raises(MsgStatusError, match="closed"):
+    with pytest.raises(RuntimeError, match="SendblueProvider is closed"):
         await own.get_status(HANDLE)
 
     async with httpx.AsyncClient() as mine:
         async with SendblueProvider(KEY, SECRET, http_client=mine) as borrowed:
             assert (await borrowed.get_status(HANDLE)).status is MessageStatus.DELIVERED
         assert not mine.is_closed
+        # Closed is closed, whoever owns the HTTP client (it used to keep answering).
+        requests = len(api.calls)
+        with pytest.raises(RuntimeError, match="SendblueProvider is closed"):
+            await borrowed.get_status(HANDLE)
+        assert len(api.calls) == requests
 
 
 async def test_a_borrowed_client_gets_the_auth_headers_and_no_redirects(

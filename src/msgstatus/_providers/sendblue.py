@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone
-from functools import partial
-from types import TracebackType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, ClassVar, NoReturn
 
 import anyio
 import httpx
@@ -29,14 +26,18 @@ from pydantic import (
 )
 
 from msgstatus._decision import Refusal, RefusalKind
-from msgstatus._provider import TypedHandle, is_loopback_host, native_handle, plain_payload
-from msgstatus._retry import (
-    MAX_RETRY_AFTER,
-    RetryPolicy,
-    call_with_retry,
-    non_negative_number,
-    retry_after_seconds,
+from msgstatus._providers.base import (
+    BaseProvider,
+    ErrorRule,
+    TypedHandle,
+    check_endpoint_url,
+    check_timeout,
+    most_specific,
+    native_handle,
+    plain_payload,
+    rule_for_http_status,
 )
+from msgstatus._retry import RetryPolicy, parse_retry_after
 from msgstatus._status import MessageStatus, StatusResult, StatusTable
 from msgstatus.errors import (
     AuthenticationError,
@@ -57,7 +58,9 @@ __all__ = [
     "SENDBLUE_ERROR_CODES",
     "SENDBLUE_ERROR_KEYS",
     "SENDBLUE_FINAL_STATUSES",
+    "SENDBLUE_HTTP_ERRORS",
     "SENDBLUE_STATUS_MAP",
+    "SENDBLUE_TRANSPORT_ERRORS",
     "SendblueProvider",
 ]
 
@@ -120,6 +123,41 @@ SENDBLUE_ERROR_CODES: dict[str, Refusal] = {
         RefusalKind.QUOTA_WINDOW, "a sending cap was reached (error_code 429); not sent"
     ),
 }
+
+#: HTTP statuses of Sendblue's answers and the error each becomes. Mirrored in providers.md (a
+#: test compares the two). 429 and 5xx are retried; any other status not listed here (3xx, 402,
+#: 405, 410, ...) is a plain MsgStatusError naming it.
+SENDBLUE_HTTP_ERRORS: dict[int, ErrorRule] = {
+    400: ErrorRule(InvalidHandleError, "Sendblue refused the handle"),
+    401: ErrorRule(AuthenticationError, "Sendblue rejected the API key or secret"),
+    403: ErrorRule(
+        PermissionDeniedError, "Sendblue does not let these credentials read this message"
+    ),
+    404: ErrorRule(MessageNotFoundError, "Sendblue has no message with this handle"),
+    # 408 and 409 (how Sendblue's API reports a lock timeout) are retried, as its SDK does.
+    408: ErrorRule(ProviderUnavailableError, "Sendblue timed out the request"),
+    409: ErrorRule(ProviderUnavailableError, "Sendblue reported a conflict (a lock timeout)"),
+    422: ErrorRule(InvalidHandleError, "Sendblue refused the handle"),
+    429: ErrorRule(RateLimitedError, "Sendblue is rate limiting requests"),
+}
+
+#: What httpx raises while sending and the error each becomes; the most specific class wins.
+SENDBLUE_TRANSPORT_ERRORS: dict[type[BaseException], ErrorRule] = {
+    TimeoutError: ErrorRule(ProviderUnavailableError, "Sendblue did not answer within the timeout"),
+    httpx.TimeoutException: ErrorRule(
+        ProviderUnavailableError, "Sendblue did not answer within the timeout"
+    ),
+    httpx.DecodingError: ErrorRule(
+        ProviderResponseError, "Sendblue's response body could not be decoded"
+    ),
+    # TransportError (connect, read, write, protocol, proxy errors) and anything else httpx
+    # raises while sending: the service could not be reached properly.
+    httpx.HTTPError: ErrorRule(ProviderUnavailableError, "could not reach Sendblue"),
+    httpx.InvalidURL: ErrorRule(MsgStatusError, "could not send the request to Sendblue"),
+    httpx.StreamError: ErrorRule(MsgStatusError, "could not send the request to Sendblue"),
+}
+
+_UNEXPECTED_STATUS = ErrorRule(MsgStatusError, "Sendblue answered an unexpected status")
 
 DEFAULT_BASE_URL = "https://api.sendblue.co"
 
@@ -211,41 +249,6 @@ class _MessageResponse(BaseModel):
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
-
-    Like the official SDK, ``retry-after-ms`` wins when both are present. A date in the past gives
-    ``0.0``; a negative, non-finite or unparsable value gives None; the result is capped at a day.
-    """
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        seconds = non_negative_number(millis)
-        if seconds is not None:
-            return min(seconds / 1000.0, MAX_RETRY_AFTER)
-    return retry_after_seconds(headers.get("retry-after"), now=now)
-
-
-def _check_base_url(base_url: str) -> str:
-    """``base_url`` without trailing slashes; ValueError if it is not safe to send keys to."""
-    try:
-        url = httpx.URL(base_url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ValueError(f"base_url is not a URL: {base_url!r}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must be an https:// URL with a host, not {base_url!r}")
-    if url.userinfo:
-        # Credentials in a URL end up in logs (httpx logs the request URL).
-        raise ValueError("base_url must not contain a user name or password")
-    if url.query or url.fragment:
-        raise ValueError("base_url must not have a query string or fragment")
-    if url.scheme == "http" and not is_loopback_host(url.host):
-        raise ValueError(
-            "base_url must use https:// (plain http:// is accepted only for localhost, "
-            f"127.0.0.0/8 and ::1, e.g. an emulator), not {base_url!r}"
-        )
-    return str(url).rstrip("/")
-
-
 def _check_credential(value: object, what: str) -> str:
     # Messages name the credential, never show it.
     if not isinstance(value, str) or not value:
@@ -310,7 +313,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
 # -- the provider -----------------------------------------------------------------------------
 
 
-class SendblueProvider:
+class SendblueProvider(BaseProvider[str]):
     """Looks up message statuses with Sendblue's REST API (``GET /api/status?handle=…``).
 
     One pooled ``httpx.AsyncClient`` serves every lookup; pass ``http_client`` to use your own (it
@@ -320,10 +323,14 @@ class SendblueProvider:
     ``base_url`` must be ``https://`` unless its host is loopback (an emulator).
 
     Raises :class:`~msgstatus.AuthenticationError` for a missing or malformed key or secret and
-    ``ValueError`` for an unsafe ``base_url``. Use it as ``async with`` or call :meth:`aclose`.
+    ``ValueError`` for an unsafe ``base_url``. Use it as ``async with`` or call :meth:`aclose`;
+    a lookup after that raises ``RuntimeError``, whoever owns the HTTP client.
     """
 
     name: str = PROVIDER
+    display_name: ClassVar[str] = "Sendblue"
+    status_map: ClassVar[Mapping[str, MessageStatus]] = SENDBLUE_STATUS_MAP
+    final_statuses: ClassVar[frozenset[MessageStatus]] = SENDBLUE_FINAL_STATUSES
 
     def __init__(
         self,
@@ -339,24 +346,24 @@ class SendblueProvider:
 
         api_key = _check_credential(api_key, "API key")
         self.__secret = _check_credential(api_secret, "API secret")
-        self.base_url = _check_base_url(base_url)
-        # Parsed once: httpx would parse a string URL again on every request.
-        self._status_url = httpx.URL(f"{self.base_url}/api/status")
+        self.base_url = check_endpoint_url(base_url, setting="base_url")
+        try:
+            # Parsed once: httpx would parse a string URL again on every request.
+            self._status_url = httpx.URL(f"{self.base_url}/api/status")
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"base_url is not a URL httpx can use: {base_url!r}") from exc
         if isinstance(timeout, httpx.Timeout):
             self._timeout = timeout
             self._budget = _timeout_budget(timeout)
         else:
-            if not (math.isfinite(timeout) and timeout > 0):
-                raise ValueError("timeout must be a positive number of seconds")
-            self._timeout = httpx.Timeout(timeout)
-            self._budget = float(timeout)
-        self._retry = retry if retry is not None else RetryPolicy()
+            self._budget = check_timeout(timeout, "timeout")
+            self._timeout = httpx.Timeout(self._budget)
+        super().__init__(retry=retry, owns_client=http_client is None)
         self._headers = {
             "sb-api-key-id": api_key,
             "sb-api-secret-key": self.__secret,
             "accept": "application/json",
         }
-        self._owns_client = http_client is None
         if http_client is None:
             http_client = httpx.AsyncClient(
                 timeout=self._timeout,
@@ -365,7 +372,6 @@ class SendblueProvider:
                 headers={"user-agent": f"msgstatus/{__version__}"},
             )
         self._client = http_client
-        self._table = StatusTable(PROVIDER, SENDBLUE_STATUS_MAP)
         self._unknown_keys = StatusTable(PROVIDER, {}, what="error_key")
 
     @classmethod
@@ -401,44 +407,39 @@ class SendblueProvider:
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
+        # Total: a half-built provider (its constructor raised) still has a repr.
+        return f"{type(self).__name__}(base_url={getattr(self, 'base_url', None)!r})"
 
-    async def __aenter__(self) -> SendblueProvider:
-        return self
+    async def _close_client(self) -> None:
+        await self._client.aclose()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    # -- handles and payloads --------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        """Close the HTTP client if this provider created it; a client passed in stays open."""
-        if self._owns_client:
-            await self._client.aclose()
+    def parse_handle(self, handle: str | TypedHandle, /) -> str:
+        """The native Sendblue handle of ``"sendblue:<handle>"``, a bare handle or a typed
+        handle of this provider. Raises :class:`~msgstatus.InvalidHandleError` otherwise."""
+        native = native_handle(self._typed_handle_text(handle), PROVIDER)
+        if len(native) > MAX_NATIVE_HANDLE_LENGTH:
+            raise InvalidHandleError(
+                f"a Sendblue handle is at most {MAX_NATIVE_HANDLE_LENGTH} characters long, "
+                f"not {len(native)}",
+                provider=PROVIDER,
+                handle=native,
+            )
+        for char in native:
+            # Sendblue handles are UUID-like: white space or invisible formatting characters
+            # (zero-width, bidi overrides) inside one mean a copy-paste accident or a spoof.
+            if char.isspace() or not char.isprintable():
+                raise InvalidHandleError(
+                    f"a Sendblue handle cannot contain {char!r}", provider=PROVIDER, handle=native
+                )
+        return native
 
-    # -- lookups ---------------------------------------------------------------------------
-
-    async def get_status(self, handle: str | TypedHandle, /) -> StatusResult:
-        """The status of one message, by its handle (``"sendblue:<handle>"`` or the bare handle).
-
-        The handle is checked before any request (:class:`~msgstatus.InvalidHandleError`).
-        Rate limits and unavailability are retried per the retry policy; what remains raises
-        :class:`~msgstatus.RateLimitedError` or :class:`~msgstatus.ProviderUnavailableError`.
-        401 raises :class:`~msgstatus.AuthenticationError`, 403
-        :class:`~msgstatus.PermissionDeniedError`, 404 :class:`~msgstatus.MessageNotFoundError`,
-        400/422 :class:`~msgstatus.InvalidHandleError`, a malformed 2xx body
-        :class:`~msgstatus.ProviderResponseError`, any other status a plain
-        :class:`~msgstatus.MsgStatusError`.
-        """
-        native = self._native_handle(handle)
-        canonical = f"{PROVIDER}:{native}"
-        return await call_with_retry(self._retry, partial(self._attempt, native, canonical))
+    def _canonical(self, target: str) -> str:
+        return f"{PROVIDER}:{target}"
 
     def result_from_payload(
-        self, payload: Mapping[str, Any], *, handle: str | None = None
+        self, payload: Mapping[str, Any], /, *, handle: str | None = None
     ) -> StatusResult:
         """Normalize a Sendblue message payload you already hold: a send response or the body of
         a status callback (webhook), the same way :meth:`get_status` does.
@@ -458,44 +459,19 @@ class SendblueProvider:
             )
         scrubbed: dict[str, Any] = _scrub(dict(payload), self.__secret)
         if handle is not None:
-            native = self._native_handle(handle)
+            native = self.parse_handle(handle)
         else:
-            found = scrubbed.get("message_handle")
             try:
-                native = self._native_handle(found)
+                native = self.parse_handle(scrubbed.get("message_handle"))  # type: ignore[arg-type]
             except InvalidHandleError as exc:
                 raise ProviderResponseError(
                     "the Sendblue payload has no usable message_handle", provider=PROVIDER
                 ) from exc
         return self._normalize(scrubbed, native)
 
-    def _native_handle(self, handle: object) -> str:
-        if not isinstance(handle, str) and isinstance(handle, TypedHandle):
-            if handle.provider != PROVIDER:
-                raise InvalidHandleError(
-                    f"a {handle.provider} handle cannot be looked up with Sendblue",
-                    provider=PROVIDER,
-                    handle=str(handle),
-                )
-            handle = str(handle)
-        native = native_handle(handle, PROVIDER)
-        if len(native) > MAX_NATIVE_HANDLE_LENGTH:
-            raise InvalidHandleError(
-                f"a Sendblue handle is at most {MAX_NATIVE_HANDLE_LENGTH} characters long, "
-                f"not {len(native)}",
-                provider=PROVIDER,
-                handle=native,
-            )
-        for char in native:
-            # Sendblue handles are UUID-like: white space or invisible formatting characters
-            # (zero-width, bidi overrides) inside one mean a copy-paste accident or a spoof.
-            if char.isspace() or not char.isprintable():
-                raise InvalidHandleError(
-                    f"a Sendblue handle cannot contain {char!r}", provider=PROVIDER, handle=native
-                )
-        return native
+    # -- lookups ---------------------------------------------------------------------------
 
-    async def _attempt(self, native: str, canonical: str) -> StatusResult:
+    async def _attempt(self, target: str, canonical: str) -> StatusResult:
         if self._client.is_closed:
             raise MsgStatusError(
                 "the provider's HTTP client is closed", provider=PROVIDER, handle=canonical
@@ -503,7 +479,7 @@ class SendblueProvider:
         request = self._client.build_request(
             "GET",
             self._status_url,
-            params={"handle": native},
+            params={"handle": target},
             headers=self._headers,
             timeout=self._timeout,
         )
@@ -521,34 +497,21 @@ class SendblueProvider:
                     )
                 finally:
                     await response.aclose()
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise ProviderUnavailableError(
-                f"Sendblue did not answer within the timeout ({type(exc).__name__})",
-                provider=PROVIDER,
-                handle=canonical,
-            ) from exc
-        except httpx.DecodingError as exc:
-            raise ProviderResponseError(
-                "Sendblue's response body could not be decoded", provider=PROVIDER, handle=canonical
-            ) from exc
-        except httpx.HTTPError as exc:
-            # TransportError (connect, read, write, protocol, proxy errors) and anything else
-            # httpx raises while sending: the service could not be reached properly.
-            raise ProviderUnavailableError(
-                f"could not reach Sendblue ({type(exc).__name__})",
-                provider=PROVIDER,
-                handle=canonical,
-            ) from exc
-        except (httpx.InvalidURL, httpx.StreamError) as exc:
-            raise MsgStatusError(
-                f"could not send the request to Sendblue ({type(exc).__name__})",
-                provider=PROVIDER,
-                handle=canonical,
-            ) from exc
+        except (TimeoutError, httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            rule = most_specific(exc, SENDBLUE_TRANSPORT_ERRORS)
+            assert rule is not None  # every class caught here has a row
+            raise self._error(rule, canonical, detail=f" ({type(exc).__name__})") from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("GET /api/status %r -> HTTP %d", canonical, response.status_code)
         if not ok:
-            raise self._status_error(response, canonical)
+            code = response.status_code
+            rule = rule_for_http_status(code, SENDBLUE_HTTP_ERRORS, provider="Sendblue")
+            raise self._error(
+                rule or _UNEXPECTED_STATUS,
+                canonical,
+                http_status=code,
+                retry_after=parse_retry_after(response.headers) if code == 429 else None,
+            )
         if body is None:
             raise ProviderResponseError(
                 f"Sendblue's response is larger than {MAX_RESPONSE_BYTES} bytes; not read",
@@ -569,10 +532,10 @@ class SendblueProvider:
                 provider=PROVIDER,
                 handle=canonical,
             )
-        return self._normalize(_scrub(payload, self.__secret), native)
+        return self._normalize(_scrub(payload, self.__secret), target)
 
     def _normalize(self, payload: dict[str, Any], native: str) -> StatusResult:
-        canonical = f"{PROVIDER}:{native}"
+        canonical = self._canonical(native)
         try:
             message = _MessageResponse.model_validate(payload)
         except ValidationError as exc:
@@ -614,25 +577,16 @@ class SendblueProvider:
                 f"declined by a rule this version does not know (error_key "
                 f"{message.error_key[:80]!r})"
             )
-        try:
-            return StatusResult(
-                provider=PROVIDER,
-                handle=canonical,
-                status=status,
-                provider_status=message.status,
-                is_final=status in SENDBLUE_FINAL_STATUSES,
-                detail=detail,
-                error_code=message.error_code,
-                not_before=not_before,
-                updated_at=message.date_updated,
-                raw=payload,
-            )
-        except ValidationError as exc:
-            raise ProviderResponseError(
-                "Sendblue's payload could not be stored as a result",
-                provider=PROVIDER,
-                handle=canonical,
-            ) from exc
+        return self._result(
+            canonical,
+            status,
+            provider_status=message.status,
+            detail=detail,
+            error_code=message.error_code,
+            not_before=not_before,
+            updated_at=message.date_updated,
+            raw=payload,
+        )
 
     @staticmethod
     def _refusal(message: _MessageResponse, status: MessageStatus) -> Refusal | None:
@@ -641,44 +595,3 @@ class SendblueProvider:
         if status is MessageStatus.FAILED and message.error_code is not None:
             return SENDBLUE_ERROR_CODES.get(message.error_code)
         return None
-
-    @staticmethod
-    def _status_error(response: httpx.Response, handle: str) -> MsgStatusError:
-        code = response.status_code
-        if code == 401:
-            return AuthenticationError(
-                "Sendblue rejected the API key or secret (HTTP 401)",
-                provider=PROVIDER,
-                handle=handle,
-            )
-        if code == 403:
-            return PermissionDeniedError(
-                "Sendblue does not let these credentials read this message (HTTP 403)",
-                provider=PROVIDER,
-                handle=handle,
-            )
-        if code == 404:
-            return MessageNotFoundError(
-                "Sendblue has no message with this handle (HTTP 404)",
-                provider=PROVIDER,
-                handle=handle,
-            )
-        if code in (400, 422):
-            return InvalidHandleError(
-                f"Sendblue refused the handle (HTTP {code})", provider=PROVIDER, handle=handle
-            )
-        if code == 429:
-            return RateLimitedError(
-                "Sendblue is rate limiting requests (HTTP 429)",
-                provider=PROVIDER,
-                handle=handle,
-                retry_after=parse_retry_after(response.headers),
-            )
-        if code in (408, 409) or code >= 500:
-            # 409 is how Sendblue's API reports a lock timeout; its SDK retries it as we do.
-            return ProviderUnavailableError(
-                f"Sendblue answered HTTP {code}", provider=PROVIDER, handle=handle
-            )
-        return MsgStatusError(
-            f"Sendblue answered an unexpected HTTP {code}", provider=PROVIDER, handle=handle
-        )
