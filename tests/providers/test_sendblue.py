@@ -898,10 +898,12 @@ def test_result_from_payload_rules() -> None:
         provider.result_from_payload({"status": 1, "message_handle": "m1"})
     with pytest.raises(ProviderResponseError):
         provider.result_from_payload(["not", "a", "dict"])  # type: ignore[arg-type]
-    with pytest.raises(ProviderResponseError):
-        provider.result_from_payload(
-            {"status": "SENT", "when": datetime.now(), "message_handle": "x"}, handle="x"
-        )
+    # A mapping with datetimes (an SDK model's model_dump()) is accepted; raw stays JSON-safe.
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    dated = provider.result_from_payload(
+        {"status": "SENT", "when": moment, "message_handle": "x"}, handle="x"
+    )
+    assert dated.raw["when"] == "2026-01-02T03:04:05+00:00"
     with pytest.raises(InvalidHandleError):
         provider.result_from_payload({"status": "SENT"}, handle="a b")
     scrubbed = provider.result_from_payload(

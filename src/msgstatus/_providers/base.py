@@ -176,6 +176,27 @@ def is_loopback_host(host: str) -> bool:
     return address.is_loopback
 
 
+def plain_payload(payload: object) -> object:
+    """A payload as JSON-safe data: a pydantic model (an official SDK's response type) becomes
+    its dict under the wire names, datetimes and dates become ISO 8601 strings, nested mappings
+    and sequences are converted too. Anything else comes back as it is, for the caller to refuse.
+    """
+    import datetime as dt
+
+    from pydantic import BaseModel
+
+    if isinstance(payload, BaseModel):
+        # Python mode, then the same conversion as a mapping's: one date format for both paths.
+        return plain_payload(payload.model_dump(by_alias=True))
+    if isinstance(payload, Mapping):
+        return {key: plain_payload(value) for key, value in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [plain_payload(value) for value in payload]
+    if isinstance(payload, (dt.datetime, dt.date, dt.time)):
+        return payload.isoformat()
+    return payload
+
+
 def check_endpoint_url(url: object, *, setting: str) -> str:
     """``url`` without trailing slashes, if it is safe to send credentials to; else ValueError
     naming ``setting`` (``base_url``, ``endpoint_url``).
