@@ -437,7 +437,7 @@ class _ThreadCall:
                     anyio.from_thread.run_sync(self._limiters.requests.release_on_behalf_of, self)
 
 
-class ChimeProvider(base.BaseProvider[ChimeHandle]):
+class ChimeProvider(base.BaseProvider):
     """Looks up message statuses with Chime SDK Messaging's GetChannelMessageStatus.
 
     Without ``client`` it builds one boto3 ``chime-sdk-messaging`` client from ``session`` (default:

@@ -313,7 +313,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
 # -- the provider -----------------------------------------------------------------------------
 
 
-class SendblueProvider(BaseProvider[str]):
+class SendblueProvider(BaseProvider):
     """Looks up message statuses with Sendblue's REST API (``GET /api/status?handle=…``).
 
     One pooled ``httpx.AsyncClient`` serves every lookup; pass ``http_client`` to use your own (it
