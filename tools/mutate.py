@@ -37,9 +37,21 @@ NOT_SLOW = ["-k", "not 100000"]
 STATUS = ["tests/test_status.py", "tests/test_status_table.py", "tests/test_client.py", *NOT_SLOW]
 RETRY = ["tests/test_retry.py"]
 CLIENT = ["tests/test_client.py", *NOT_SLOW]
-DECISION = ["tests/test_client.py", "tests/test_status.py", *NOT_SLOW]
-SENDBLUE = ["tests/providers/test_sendblue.py", "tests/test_docs.py"]
-CHIME = ["tests/providers/test_chime.py", "tests/test_docs.py"]
+DECISION = [
+    "tests/test_client.py",
+    "tests/test_status.py",
+    "tests/test_resend_safety.py",
+    "tests/test_dedup_properties.py",
+    *NOT_SLOW,
+]
+# The resend-safety tests walk every raw status and error key through the emulators.
+SENDBLUE = [
+    "tests/providers/test_sendblue.py",
+    "tests/test_docs.py",
+    "tests/test_resend_safety.py",
+    "tests/test_dedup_properties.py",
+]
+CHIME = ["tests/providers/test_chime.py", "tests/test_docs.py", "tests/test_dedup_properties.py"]
 
 
 @dataclass(frozen=True)
