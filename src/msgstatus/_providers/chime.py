@@ -29,6 +29,8 @@ from pydantic import ValidationError
 from msgstatus._provider import TypedHandle, is_loopback_host, validate_handle_text
 from msgstatus._retry import RetryPolicy, call_with_retry, retry_after_seconds
 from msgstatus._status import MessageStatus, StatusResult, StatusTable
+from msgstatus._transports._botocore import BotocoreExchange, unsupported_reason
+from msgstatus._transports._pool import Pool
 from msgstatus.errors import (
     AuthenticationError,
     InvalidHandleError,
@@ -364,9 +366,11 @@ class _Limiters:
 
 
 class _ThreadCall:
-    """One botocore call in a worker thread, which the caller may give up on (deadline,
-    cancellation) without giving up its concurrency token: the token goes back only when the
-    call has really ended, so ``max_concurrency`` bounds the requests in flight."""
+    """The fallback path, for clients the pool does not serve (a proxy, a client certificate,
+    an object that is not a botocore client): one botocore call in a worker thread, which the
+    caller may give up on (deadline, cancellation) without giving up its concurrency token: the
+    token goes back only when the call has really ended, so ``max_concurrency`` bounds the
+    requests in flight."""
 
     def __init__(self, function: Any, limiters: _Limiters) -> None:
         self._function = function
@@ -421,8 +425,13 @@ class ChimeProvider:
     with ``region_name`` and ``endpoint_url`` if given,
     botocore's retries off (``retry`` is the only retry layer), ``max_concurrency`` pooled
     connections and the given timeouts; ``aclose`` closes it. A ``client`` you pass is used as it
-    is and stays open. ``bearer`` is the default sender ARN for handles without one. Calls run in
-    worker threads, at most ``max_concurrency`` at once.
+    is and stays open. ``bearer`` is the default sender ARN for handles without one.
+
+    The client builds, signs and parses each request in the event loop; the bytes go over
+    msgstatus's own HTTP/1.1 keep-alive pool (one per event loop, at most ``max_concurrency``
+    requests and connections, with the client's timeouts and TLS settings). A client configured
+    with a proxy or a client certificate (or an object that is not a botocore client) is called
+    in worker threads instead, at most ``max_concurrency`` at once.
 
     Raises ``ValueError`` when no region is configured, the AWS configuration cannot be read, the
     endpoint is plain ``http://`` to a host that is not loopback, or an argument is out of range,
@@ -480,6 +489,10 @@ class ChimeProvider:
         # anyio limiters belong to one event loop, and a provider may be built outside any loop
         # and used from several (asyncio, trio, a SyncStatusClient's thread): one per loop.
         self._limiter: RunVar[_Limiters] = RunVar(f"msgstatus.chime.{id(self)}")
+        self._pools: RunVar[Pool] = RunVar(f"msgstatus.chime.pool.{id(self)}")
+        self._exchange: BotocoreExchange | None = None
+        if unsupported_reason(self._client) is None:
+            self._exchange = BotocoreExchange(self._client, "get_channel_message_status")
         # botocore's read timeout bounds each socket read, not the response: a server that
         # trickles bytes could hold a lookup for ever. One attempt gets connect + read + 1 s.
         config = getattr(getattr(self._client, "meta", None), "config", None)
@@ -573,6 +586,14 @@ class ChimeProvider:
         """Close the boto3 client if this provider built it; a client passed in stays open.
         Lookups after this raise :class:`~msgstatus.MsgStatusError`."""
         self._closed = True
+        if self._exchange is not None:
+            self._exchange.close()
+            try:
+                pool = self._pools.get()
+            except (LookupError, RuntimeError):
+                pass
+            else:
+                await pool.aclose()
         if self._owns_client:
             self._client.close()
 
@@ -662,13 +683,7 @@ class ChimeProvider:
         if self._closed:
             raise MsgStatusError("the provider is closed", provider=PROVIDER, handle=canonical)
         try:
-            limiters = self._limiter.get()
-        except LookupError:
-            limiters = _Limiters(self.max_concurrency)
-            self._limiter.set(limiters)
-        call = _ThreadCall(partial(self._client.get_channel_message_status, **params), limiters)
-        try:
-            response = await call.run(self._deadline)
+            response = await self._call(params)
         except TimeoutError as exc:
             raise ProviderUnavailableError(
                 f"Chime did not answer within {self._deadline:g} s",
@@ -688,6 +703,22 @@ class ChimeProvider:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("GetChannelMessageStatus %r -> %s", canonical, result.provider_status)
         return result
+
+    async def _call(self, params: dict[str, str]) -> Mapping[str, object]:
+        if self._exchange is not None:
+            try:
+                pool = self._pools.get()
+            except LookupError:
+                pool = self._exchange.new_pool(self.max_concurrency)
+                self._pools.set(pool)
+            return await self._exchange.call(pool, params, self._deadline)
+        try:
+            limiters = self._limiter.get()
+        except LookupError:
+            limiters = _Limiters(self.max_concurrency)
+            self._limiter.set(limiters)
+        call = _ThreadCall(partial(self._client.get_channel_message_status, **params), limiters)
+        return await call.run(self._deadline)
 
     def _normalize(
         self, payload: dict[str, Any], canonical: str, *, status_required: bool
