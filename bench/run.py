@@ -496,12 +496,31 @@ def report(results: dict[tuple[str, int], dict[tuple[str, int], Series]], runs: 
                     )
                 )
             else:
+                # Issue #15's targets: >= 1.0x boto3 threads everywhere, >= 1.5x at 0 ms with
+                # c16 and c64; CPU <= 0.6x boto3 threads; >= aiobotocore's rate.
                 threads = series[("boto3-threads", concurrency)]
+                aio = series[("aiobotocore", concurrency)]
+                bound = 1.5 if latency_ms == 0 and concurrency >= 16 else 1.0
                 targets.append(
                     _target(
-                        f"chime {latency_ms}ms c{concurrency}: rate >= 0.95x boto3 threads",
+                        f"chime {latency_ms}ms c{concurrency}: rate >= {bound:g}x boto3 threads",
                         ours.rate() / threads.rate(),
-                        0.95,
+                        bound,
+                    )
+                )
+                targets.append(
+                    _target(
+                        f"chime {latency_ms}ms c{concurrency}: CPU <= 0.6x boto3 threads",
+                        ours.cpu() / threads.cpu(),
+                        0.6,
+                        at_most=True,
+                    )
+                )
+                targets.append(
+                    _target(
+                        f"chime {latency_ms}ms c{concurrency}: rate >= 1.0x aiobotocore",
+                        ours.rate() / aio.rate(),
+                        1.0,
                     )
                 )
             if latency_ms == 20 and concurrency == 64:

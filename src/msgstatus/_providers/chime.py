@@ -583,8 +583,9 @@ class ChimeProvider:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the boto3 client if this provider built it; a client passed in stays open.
-        Lookups after this raise :class:`~msgstatus.MsgStatusError`."""
+        """Close this event loop's connection pool, and the boto3 client if this provider built
+        it; a client passed in stays open. Lookups after this raise
+        :class:`~msgstatus.MsgStatusError`."""
         self._closed = True
         if self._exchange is not None:
             self._exchange.close()
