@@ -34,3 +34,20 @@ def bench(session: nox.Session) -> None:
     for a short smoke run."""
     session.install("-e", ".[bench]")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
+def fleet(session: nox.Session) -> None:
+    """The ledger's fleet test at full scale: 8 worker processes x 1,000 keys, on SQLite and
+    PostgreSQL (pgserver), against the Sendblue and the Chime emulator (``-- --keys 200`` etc.)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "tests/ledger/_fleet_harness.py",
+        "--processes",
+        "8",
+        "--keys",
+        "1000",
+        *session.posargs,
+        env={"PYTHONPATH": "src"},
+    )

@@ -18,3 +18,6 @@ for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Every async test runs on both event loops anyio supports."""
     return str(request.param)
+
+
+pytest_plugins = ["pytester"]

@@ -40,7 +40,7 @@ from msgstatus import (
     UnknownProviderError,
 )
 from msgstatus._client import StatusStream
-from msgstatus._provider import native_handle
+from msgstatus._providers.base import native_handle
 
 pytestmark = pytest.mark.anyio
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from msgstatus import MessageStatus
-from msgstatus._providers.chime import CHIME_STATUS_MAP
-from msgstatus._providers.sendblue import SENDBLUE_STATUS_MAP
+from msgstatus import MessageStatus, ResendAction, ResendDecision, StatusResult
+from msgstatus._decision import Refusal, RefusalKind
+from msgstatus._providers.chime import CHIME_ERROR_CODES, CHIME_STATUS_MAP
+from msgstatus._providers.sendblue import (
+    SENDBLUE_ERROR_CODES,
+    SENDBLUE_ERROR_KEYS,
+    SENDBLUE_HTTP_ERRORS,
+    SENDBLUE_STATUS_MAP,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS_MD = (ROOT / "providers.md").read_text(encoding="utf-8")
@@ -66,3 +73,105 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     commands = [line for line in ci_lines if line and not line.startswith(("#", "set ", "cd "))]
     assert commands == [command]
+
+
+def table_rows(text: str, header: str) -> list[list[str]]:
+    """The rows (cells without backticks) of the table whose header line starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip().replace("`", "") for c in line.strip("|").split("|")])
+    assert rows, f"no rows under {header!r}"
+    return rows
+
+
+def _observation(status: MessageStatus, final: bool) -> StatusResult:
+    return StatusResult(provider="p", handle="p:1", status=status, is_final=final)
+
+
+def test_the_evidence_rule_table_matches_the_merge() -> None:
+    rows = table_rows(
+        section(PROVIDERS_MD, "Normalized status (`MessageStatus`)"), "| rank | observation |"
+    )
+    observations = []
+    for rank, observation, action in rows:
+        name, _, qualifier = observation.partition(",")
+        final = "not final" not in qualifier and name not in ("PENDING", "UNKNOWN")
+        result = _observation(MessageStatus(name.strip()), final)
+        assert ResendDecision.from_result(result).action.value == action, observation
+        observations.append((int(rank), result))
+    assert [rank for rank, _ in observations] == sorted(
+        (rank for rank, _ in observations), reverse=True
+    )
+    assert len(observations) == 8
+    # Each row beats every row below it, in either order of arrival.
+    for i, (_, higher) in enumerate(observations):
+        for _, lower in observations[i + 1 :]:
+            assert higher.merge(lower).status is higher.status
+            assert lower.merge(higher).status is higher.status
+
+
+def test_the_resend_table_matches_the_decision() -> None:
+    rows = table_rows(section(PROVIDERS_MD, "May I resend? (`ResendAction`)"), "| action |")
+    assert [row[0] for row in rows] == [action.value for action in ResendAction]
+    for action, when, _ in rows:
+        named = [
+            MessageStatus(w)
+            for w in re.findall(r"\b[A-Z]+\b", when)
+            if w in MessageStatus.__members__
+        ]
+        assert named, action
+        for status in named:
+            final = status not in (MessageStatus.PENDING, MessageStatus.UNKNOWN)
+            if status is MessageStatus.SENT:
+                final = action == "SKIP"
+            decision = ResendDecision.from_result(_observation(status, final))
+            assert decision.action.value == action, (action, status)
+
+
+_KINDS = {
+    "quota window: not sent": RefusalKind.QUOTA_WINDOW,
+    "permanent refusal": RefusalKind.PERMANENT,
+}
+_WINDOWS = {"1 hour": timedelta(hours=1), "1 day": timedelta(days=1), "unknown": None, "—": None}
+
+
+@pytest.mark.parametrize(
+    ("header", "table"),
+    [("| error_key |", SENDBLUE_ERROR_KEYS), ("| error_code |", SENDBLUE_ERROR_CODES)],
+)
+def test_the_refusal_tables_match_the_code(header: str, table: dict[str, Refusal]) -> None:
+    rows = table_rows(section(PROVIDERS_MD, "Sendblue"), header)
+    documented = {row[0]: row[1:] for row in rows}
+    assert set(documented) == set(table)
+    for key, (kind, normalized, action, window) in documented.items():
+        refusal = table[key]
+        assert _KINDS[kind] is refusal.kind, key
+        assert refusal.status.value == normalized, key
+        assert _WINDOWS[window] == refusal.window, key
+        decision = ResendDecision.from_result(_observation(refusal.status, True))
+        assert decision.action.value == action, key
+
+
+def _error_rows(heading: str, header: str) -> list[tuple[str, str]]:
+    rows = table_rows(section(PROVIDERS_MD, heading).split("### Errors", 1)[1], header)
+    return [(row[0], row[1]) for row in rows]
+
+
+def test_the_chime_error_table_matches_the_code() -> None:
+    rows = _error_rows("Amazon Chime SDK Messaging", "| Chime answers")
+    for code, rule in CHIME_ERROR_CODES.items():
+        matching = [error for answers, error in rows if re.search(rf"\b{code}\b", answers)]
+        assert matching, f"{code} is not in providers.md"
+        assert matching[0].split(";")[0].strip() == rule.error.__name__, code
+
+
+def test_the_sendblue_error_table_matches_the_code() -> None:
+    rows = _error_rows("Sendblue", "| Sendblue answers")
+    for status, rule in SENDBLUE_HTTP_ERRORS.items():
+        matching = [error for answers, error in rows if re.search(rf"\b{status}\b", answers)]
+        assert matching, f"HTTP {status} is not in providers.md"
+        assert matching[0].split(",")[0].split(" ")[0] == rule.error.__name__, status

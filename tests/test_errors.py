@@ -5,6 +5,8 @@ import pytest
 import msgstatus
 from msgstatus import (
     AuthenticationError,
+    ChimeHandle,
+    HandleError,
     InvalidHandleError,
     MessageNotFoundError,
     MessageStatus,
@@ -13,10 +15,12 @@ from msgstatus import (
     ProviderResponseError,
     ProviderUnavailableError,
     RateLimitedError,
+    RetryPolicy,
     StatusResult,
     StatusWaitTimeout,
     UnknownProviderError,
 )
+from msgstatus.testing import ChimeEmulator, SendblueEmulator
 
 ERRORS = [
     InvalidHandleError,
@@ -72,3 +76,29 @@ def test_invalid_handle_is_also_a_value_error() -> None:
 
 def test_error_without_context_is_its_message() -> None:
     assert str(MsgStatusError("plain")) == "plain"
+
+
+@pytest.mark.anyio
+async def test_errors_carry_the_providers_code_and_http_status(
+    sendblue_emulator: SendblueEmulator, chime_emulator: ChimeEmulator
+) -> None:
+    async with sendblue_emulator.provider(retry=RetryPolicy(max_attempts=1)) as sendblue:
+        with pytest.raises(MessageNotFoundError) as missing:
+            await sendblue.get_status("sendblue:no-such-message")
+    assert missing.value.http_status == 404
+    assert missing.value.provider_code is None
+    channel = chime_emulator.channel_arn()
+    message_id = chime_emulator.add_message(channel, sender=chime_emulator.user_arn())
+    intruder = chime_emulator.user_arn("intruder")
+    async with chime_emulator.provider(retry=RetryPolicy(max_attempts=1)) as chime:
+        with pytest.raises(PermissionDeniedError) as forbidden:
+            await chime.get_status(ChimeHandle(channel, message_id, bearer=intruder))
+    assert forbidden.value.provider_code == "ForbiddenException"
+    assert forbidden.value.http_status == 403
+    assert isinstance(forbidden.value, MsgStatusError)
+
+
+def test_handle_errors_form_one_family() -> None:
+    assert issubclass(InvalidHandleError, HandleError)
+    assert issubclass(UnknownProviderError, HandleError)
+    assert not issubclass(MessageNotFoundError, HandleError)

@@ -46,7 +46,7 @@ from msgstatus import (
     StatusClient,
     StatusResult,
 )
-from msgstatus._provider import MessageStatusProvider, TypedHandle
+from msgstatus._providers.base import MessageStatusProvider, TypedHandle
 from msgstatus.testing import ChimeEmulator, ChimeState, Fault, SendblueEmulator, SendblueState
 from msgstatus.testing._server import Request
 

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from msgstatus import InvalidHandleError, MessageStatus, MessageStatusProvider, StatusResult
-from msgstatus._provider import (
+from msgstatus._providers.base import (
     MAX_HANDLE_LENGTH,
     TypedHandle,
     native_handle,

@@ -10,7 +10,7 @@ import ssl
 import pytest
 
 from msgstatus import ChimeProvider, SendblueProvider
-from msgstatus._provider import is_loopback_host
+from msgstatus._providers.base import is_loopback_host
 
 LOOPBACK = ["localhost", "LOCALHOST.", "127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"]
 NOT_LOOPBACK = [

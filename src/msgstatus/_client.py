@@ -1,42 +1,40 @@
-"""The client: routes handles to providers, batches, waits, caches and answers "may I resend?"."""
+"""The client: routes handles to providers, batches, waits and caches final results."""
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import logging
 import math
-import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
-    Generator,
     Iterable,
     Iterator,
     Mapping,
     Sized,
 )
-from concurrent.futures import Future
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import Generic, TypeAlias, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
-from anyio.from_thread import BlockingPortal
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from pydantic import BaseModel, ConfigDict
 
-from msgstatus._provider import MessageStatusProvider, TypedHandle, split_handle
-from msgstatus._status import MessageStatus, StatusResult
+from msgstatus._decision import Outcome, ResendDecision
+from msgstatus._ledger import DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Ledger
+from msgstatus._ledger import _send as _ledger_send
+from msgstatus._providers.base import MessageStatusProvider, TypedHandle, split_handle
+from msgstatus._status import StatusResult
 from msgstatus.errors import (
+    HandleError,
     InvalidHandleError,
+    LedgerUnavailableError,
     MsgStatusError,
+    ProviderResponseError,
     RateLimitedError,
     StatusWaitTimeout,
     UnknownProviderError,
@@ -47,19 +45,14 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "Handle",
     "Outcome",
-    "ResendAction",
-    "ResendDecision",
     "StatusClient",
     "StatusStream",
-    "SyncStatusClient",
 ]
 
 logger = logging.getLogger("msgstatus.client")
 
 #: A handle string ``"<provider>:<native>"`` or a provider's typed handle.
 Handle: TypeAlias = str | TypedHandle
-#: What a batch gives for one handle: its result, or the error its lookup ended with.
-Outcome: TypeAlias = StatusResult | MsgStatusError
 
 #: Final results remembered by default (least recently used first out).
 DEFAULT_CACHE_SIZE = 10_000
@@ -71,98 +64,12 @@ _BACKOFF_FACTOR = 1.5
 
 _T = TypeVar("_T")
 _C = TypeVar("_C", bound="StatusClient")
+#: The caller's own handle type in a batch: results come back paired with the very object given.
+H = TypeVar("H", bound=Handle)
 
-
-class ResendAction(str, enum.Enum):
-    """The answer to "may I send this message again?"; see :class:`ResendDecision`.
-
-    ``SKIP``: it went out, a resend would be a duplicate. ``WAIT``: still in flight, ask again
-    later. ``RESEND``: delivery failed, a resend cannot duplicate it. ``BLOCKED``: a rule refused
-    it, a resend as is will be refused again. ``UNKNOWN``: no safe answer (unknown status, no such
-    message, or the lookup failed); the caller's policy decides.
-    """
-
-    SKIP = "SKIP"
-    WAIT = "WAIT"
-    RESEND = "RESEND"
-    BLOCKED = "BLOCKED"
-    UNKNOWN = "UNKNOWN"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class ResendDecision(BaseModel):
-    """Whether a message may be sent again, why, and the lookup the decision rests on.
-
-    ``action`` is a :class:`ResendAction`, ``reason`` one human sentence, and ``result`` the
-    :class:`~msgstatus.StatusResult` (None when the lookup failed). A frozen value.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    action: ResendAction
-    reason: str
-    result: StatusResult | None = None
-
-    @classmethod
-    def from_result(cls, result: StatusResult) -> ResendDecision:
-        """The decision for one observed status, per the table in providers.md.
-
-        Finality comes from the provider (``result.is_final``): it only matters for ``SENT``, which
-        is a final success on some providers and still in flight on others.
-        """
-        status = result.status
-        raw = f" (provider status {result.provider_status!r})" if result.provider_status else ""
-        if status is MessageStatus.FAILED:
-            action = ResendAction.RESEND
-            reason = f"delivery failed{raw}: a resend cannot duplicate it"
-        elif status is MessageStatus.DENIED:
-            action = ResendAction.BLOCKED
-            reason = f"a rule refused the message{raw}: resending it as is will be refused again"
-        elif status in (MessageStatus.DELIVERED, MessageStatus.READ):
-            action = ResendAction.SKIP
-            reason = f"the message was {status.value.lower()}: a resend would send a duplicate"
-        elif status is MessageStatus.SENT and result.is_final:
-            action = ResendAction.SKIP
-            reason = (
-                f"the message was sent and {result.provider} reports nothing after that: "
-                "a resend would send a duplicate"
-            )
-        elif status is MessageStatus.SENT:
-            action = ResendAction.WAIT
-            reason = (
-                "the message was sent but may still be delivered or fail: "
-                "a resend now may duplicate it; ask again later"
-            )
-        elif status is MessageStatus.PENDING:
-            action = ResendAction.WAIT
-            reason = "the message is not sent yet: a resend now may duplicate it; ask again later"
-        else:
-            action = ResendAction.UNKNOWN
-            reason = (
-                f"{result.provider} reported a status this version does not know{raw}: "
-                "there is no safe answer"
-                if result.provider_status
-                else f"{result.provider} reported no status: there is no safe answer"
-            )
-        return cls(action=action, reason=reason, result=result)
-
-    @classmethod
-    def from_error(cls, error: MsgStatusError) -> ResendDecision:
-        """``UNKNOWN`` with ``result=None``, for a lookup that ended with ``error``."""
-        return cls(
-            action=ResendAction.UNKNOWN,
-            reason=f"no safe answer: the lookup failed with {type(error).__name__}: {error}",
-            result=None,
-        )
-
-    @classmethod
-    def from_outcome(cls, outcome: Outcome) -> ResendDecision:
-        """The decision for one slot of a batch: a result or the error its lookup ended with."""
-        if isinstance(outcome, StatusResult):
-            return cls.from_result(outcome)
-        return cls.from_error(outcome)
+# The cache's key: (provider name, canonical handle string). The provider is part of the key so
+# that no handle can be served another provider's result.
+_CacheKey: TypeAlias = tuple[str, str]
 
 
 def _check_concurrency(concurrency: int) -> int:
@@ -177,23 +84,25 @@ def _check_handles(handles: object) -> None:
         raise TypeError("handles must be an iterable of handles, not a single string")
 
 
-def _merge(older: StatusResult, newer: StatusResult) -> StatusResult:
-    if (older.provider, older.handle) != (newer.provider, newer.handle):
+def _merged(older: StatusResult | None, newer: StatusResult) -> StatusResult:
+    """``newer`` merged into ``older`` by the evidence rule; a provider that answers a poll of one
+    handle under another (a canonical form that changed) starts the merge afresh."""
+    if older is None or (older.provider, older.handle) != (newer.provider, newer.handle):
         return newer
     return older.merge(newer)
 
 
-class _HandleSource:
+class _HandleSource(Generic[H]):
     """The input of a batch, shared by its workers: hands out ``(index, handle)`` in input order.
 
     An error raised by the caller's iterable ends the input and is kept in ``error`` for the batch
     to raise once the lookups already in flight are done.
     """
 
-    def __init__(self, handles: Iterable[Handle] | AsyncIterable[Handle]) -> None:
+    def __init__(self, handles: Iterable[H] | AsyncIterable[H]) -> None:
         _check_handles(handles)
-        self._sync: Iterator[Handle] | None = None
-        self._async: AsyncIterator[Handle] | None = None
+        self._sync: Iterator[H] | None = None
+        self._async: AsyncIterator[H] | None = None
         if isinstance(handles, AsyncIterable):
             self._async = aiter(handles)
         else:
@@ -204,7 +113,7 @@ class _HandleSource:
         self._done = False
         self.error: Exception | None = None
 
-    async def next(self) -> tuple[int, Handle] | None:
+    async def next(self) -> tuple[int, H] | None:
         if self._done:
             return None
         try:
@@ -242,6 +151,10 @@ class StatusClient:
     of them, least recently used out first, and served without a request; pending results are
     always asked again. Works on asyncio and trio.
 
+    With a ``ledger`` (:class:`~msgstatus.Ledger`, see DESIGN.md "The send ledger") every lookup
+    writes its result through to it, and :meth:`send_once` / :meth:`reconcile` are available;
+    the client closes the ledger on :meth:`aclose` too.
+
     Raises ``ValueError`` for two providers with the same name or a negative ``cache_size``, and
     ``TypeError`` for an object that is not a provider.
     """
@@ -252,7 +165,11 @@ class StatusClient:
         *,
         cache_final: bool = True,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        ledger: Ledger | None = None,
     ) -> None:
+        if ledger is not None and not isinstance(ledger, Ledger):
+            raise TypeError(f"{ledger!r} is not a Ledger")
+        self._ledger = ledger
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0")
         by_name: dict[str, MessageStatusProvider] = {}
@@ -267,7 +184,7 @@ class StatusClient:
         self._providers = by_name
         self._cache_final = cache_final and cache_size > 0
         self._cache_size = cache_size
-        self._cache: OrderedDict[str, StatusResult] = OrderedDict()
+        self._cache: OrderedDict[_CacheKey, StatusResult] = OrderedDict()
         self._closed = False
 
     @property
@@ -303,8 +220,83 @@ class StatusClient:
                 logger.exception("closing provider %s failed", provider.name)
                 if first_error is None:
                     first_error = exc
+        if self._ledger is not None:
+            try:
+                await self._ledger.aclose()
+            except Exception as exc:
+                logger.exception("closing the ledger failed")
+                if first_error is None:
+                    first_error = exc
         if first_error is not None:
             raise first_error
+
+    # -- the send ledger ------------------------------------------------------------------------
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The ledger lookups write through to, or None."""
+        return self._ledger
+
+    def _need_ledger(self) -> Ledger:
+        self._check_open()
+        if self._ledger is None:
+            raise RuntimeError("this StatusClient has no ledger: StatusClient(..., ledger=...)")
+        return self._ledger
+
+    async def _write_through(self, result: StatusResult) -> None:
+        assert self._ledger is not None
+        try:
+            await self._ledger.observe(result)
+        except LedgerUnavailableError as exc:
+            # The lookup itself succeeded; reconcile() observes the attempt again later.
+            logger.warning("could not record %r in the ledger: %s", result.handle, exc)
+
+    def _canonical(self, handle: Handle) -> str:
+        key, _ = self._route(handle)
+        return key
+
+    async def send_once(
+        self,
+        key: str,
+        send: _ledger_send.SendFunction,
+        *,
+        lease: float = DEFAULT_LEASE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        reclaim_expired: bool = False,
+        margin: float | None = None,
+    ) -> _ledger_send.SendOutcome:
+        """Send the message named ``key`` at most once across the fleet that shares the ledger.
+
+        Claims the key's next attempt; when granted, runs ``send(idempotency_token)`` (it sends
+        and returns the handle, or the provider's send response as a
+        :class:`~msgstatus.StatusResult`) inside the lease, and records it. Returns a
+        :class:`~msgstatus.SendOutcome`: ``sent``, the decision, the handle. A refusal (SKIP,
+        WAIT, BLOCKED, UNKNOWN) sends nothing. When ``send`` raises, the attempt is marked
+        ambiguous and the error re-raised, unless it proves nothing was sent
+        (:class:`~msgstatus.SendNotAttempted`, a refused connection): then the claim is given
+        back first. ``reclaim_expired=True`` declares the sends idempotent for the same token
+        (Chime's ``ClientRequestToken``; Sendblue has none). Raises
+        :class:`~msgstatus.InvalidKeyError`, :class:`~msgstatus.LedgerUnavailableError`,
+        :class:`~msgstatus.ClaimLostError`, and ``RuntimeError`` without a ledger.
+        """
+        return await _ledger_send.send_once(
+            self._need_ledger(),
+            key,
+            send,
+            lease=lease,
+            max_attempts=max_attempts,
+            reclaim_expired=reclaim_expired,
+            margin=margin,
+            check=self._canonical,
+        )
+
+    async def reconcile(
+        self, *, limit: int = 100
+    ) -> list[tuple[str, StatusResult | MsgStatusError]]:
+        """Look up the ledger's in-flight attempts (at most ``limit``, least recently checked
+        first) and record what each lookup gave; ``(handle, result or error)`` pairs. Run it
+        until it returns an empty list to settle every key in flight."""
+        return await _ledger_send.reconcile(self._need_ledger(), self, limit=limit, observe=False)
 
     def clear_cache(self) -> None:
         """Forget every remembered final result."""
@@ -317,7 +309,7 @@ class StatusClient:
             raise RuntimeError("the StatusClient is closed")
 
     def _route(self, handle: Handle) -> tuple[str, MessageStatusProvider]:
-        """The cache key (canonical handle string) and the provider of ``handle``."""
+        """The handle's string (its canonical form) and its provider."""
         self._check_open()
         if isinstance(handle, str):
             name, _ = split_handle(handle)
@@ -325,6 +317,15 @@ class StatusClient:
         elif isinstance(handle, TypedHandle) and isinstance(handle.provider, str):
             name = handle.provider
             key = str(handle)
+            prefix, _ = split_handle(key)
+            if prefix != name:
+                # The cache and the router must agree on whose message this is.
+                raise InvalidHandleError(
+                    f"a typed handle of provider {name!r} must print as '{name}:…', "
+                    f"not with the prefix {prefix!r}",
+                    provider=name,
+                    handle=key,
+                )
         else:
             raise InvalidHandleError(
                 "a handle must be a '<provider>:<handle>' string or a provider's typed handle, "
@@ -344,7 +345,7 @@ class StatusClient:
         self, provider: MessageStatusProvider, handle: Handle, key: str
     ) -> StatusResult:
         try:
-            return await provider.get_status(handle)
+            result = await provider.get_status(handle)
         except MsgStatusError:
             raise
         except Exception as exc:
@@ -356,11 +357,26 @@ class StatusClient:
             raise MsgStatusError(
                 f"unexpected {type(exc).__name__} from provider", provider=provider.name, handle=key
             ) from exc
+        if not isinstance(result, StatusResult) or result.provider != provider.name:
+            # A result filed under another provider would be cached and merged as someone
+            # else's message.
+            shown = result.provider if isinstance(result, StatusResult) else type(result).__name__
+            raise ProviderResponseError(
+                f"provider {provider.name!r} answered a result of {shown!r}",
+                provider=provider.name,
+                handle=key,
+            )
+        return result
 
-    def _remember(self, key: str, fresh: StatusResult) -> StatusResult:
-        cached = self._cache.get(key) if self._cache_final else None
-        result = fresh if cached is None else _merge(cached, fresh)
-        if self._cache_final and result.is_final:
+    def _remember(self, fresh: StatusResult) -> StatusResult:
+        """Merge ``fresh`` into the cached final result of its message (the evidence rule) and
+        cache the merge if it is final."""
+        if not self._cache_final:
+            return fresh
+        key = (fresh.provider, fresh.handle)
+        cached = self._cache.get(key)
+        result = fresh if cached is None else cached.merge(fresh)
+        if result.is_final:
             self._cache[key] = result
             self._cache.move_to_end(key)
             while len(self._cache) > self._cache_size:
@@ -372,7 +388,8 @@ class StatusClient:
 
         ``handle`` is ``"<provider>:<native>"`` or a provider's typed handle. ``refresh=True``
         asks the provider even for a cached final result; a fresh observation is merged with the
-        cached one so that a status never moves backwards.
+        cached one by the evidence rule, so that a status never moves backwards and a delivery is
+        never unsaid by a later failure. The cache is keyed by (provider, canonical handle).
 
         Raises :class:`~msgstatus.InvalidHandleError` (malformed handle) and
         :class:`~msgstatus.UnknownProviderError` (no provider for the prefix) before any request,
@@ -386,13 +403,15 @@ class StatusClient:
             await anyio.lowlevel.checkpoint()
             raise
         if self._cache_final and not refresh:
-            cached = self._cache.get(key)
+            cached = self._cache.get((provider.name, key))
             if cached is not None:
-                self._cache.move_to_end(key)
+                self._cache.move_to_end((provider.name, key))
                 await anyio.lowlevel.checkpoint()
                 return cached
         fresh = await self._fetch(provider, handle, key)
-        return self._remember(key, fresh)
+        if self._ledger is not None:
+            await self._write_through(fresh)
+        return self._remember(fresh)
 
     async def wait_for_final(
         self,
@@ -442,7 +461,7 @@ class StatusClient:
                     logger.debug("waiting for %r: poll %d failed: %s", key, polls, exc)
                 else:
                     last_error = None
-                    last_result = result if last_result is None else _merge(last_result, result)
+                    last_result = _merged(last_result, result)
                     if last_result.is_final:
                         return last_result
                     logger.debug("waiting for %r: poll %d: %s", key, polls, last_result.status)
@@ -466,7 +485,7 @@ class StatusClient:
         """
         try:
             result = await self.get_status(handle, refresh=refresh)
-        except (InvalidHandleError, UnknownProviderError):
+        except HandleError:
             raise
         except MsgStatusError as exc:
             return ResendDecision.from_error(exc)
@@ -485,9 +504,9 @@ class StatusClient:
 
     async def _gather(
         self,
-        handles: Iterable[Handle] | AsyncIterable[Handle],
+        handles: Iterable[H] | AsyncIterable[H],
         concurrency: int,
-        lookup: Callable[[Handle], Awaitable[_T]],
+        lookup: Callable[[H], Awaitable[_T]],
     ) -> list[_T]:
         # Checked here too: inside the workers it would come out wrapped in an ExceptionGroup.
         self._check_open()
@@ -513,7 +532,7 @@ class StatusClient:
 
     async def get_statuses(
         self,
-        handles: Iterable[Handle] | AsyncIterable[Handle],
+        handles: Iterable[H] | AsyncIterable[H],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         refresh: bool = False,
@@ -533,7 +552,7 @@ class StatusClient:
 
     async def resend_decisions(
         self,
-        handles: Iterable[Handle] | AsyncIterable[Handle],
+        handles: Iterable[H] | AsyncIterable[H],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         refresh: bool = False,
@@ -548,11 +567,11 @@ class StatusClient:
 
     def iter_statuses(
         self,
-        handles: Iterable[Handle] | AsyncIterable[Handle],
+        handles: Iterable[H] | AsyncIterable[H],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         refresh: bool = False,
-    ) -> StatusStream:
+    ) -> StatusStream[H]:
         """Stream ``(handle, result_or_error)`` pairs as lookups complete, for any input size.
 
         Use it as ``async with client.iter_statuses(handles) as results: async for handle,
@@ -567,7 +586,7 @@ class StatusClient:
         return StatusStream(self, handles, concurrency=concurrency, refresh=refresh)
 
 
-class StatusStream:
+class StatusStream(Generic[H]):
     """The results of :meth:`StatusClient.iter_statuses`: an async context manager whose value is
     an async iterator of ``(handle, result_or_error)`` pairs, in completion order.
 
@@ -579,7 +598,7 @@ class StatusStream:
     def __init__(
         self,
         client: StatusClient,
-        handles: Iterable[Handle] | AsyncIterable[Handle],
+        handles: Iterable[H] | AsyncIterable[H],
         *,
         concurrency: int,
         refresh: bool,
@@ -593,14 +612,14 @@ class StatusStream:
         self._refresh = refresh
         self._entered = False
         self._task_group: TaskGroup | None = None
-        self._receive: MemoryObjectReceiveStream[tuple[Handle, Outcome]] | None = None
+        self._receive: MemoryObjectReceiveStream[tuple[H, Outcome]] | None = None
 
-    async def __aenter__(self) -> StatusStream:
+    async def __aenter__(self) -> StatusStream[H]:
         if self._entered:
             raise RuntimeError("a StatusStream can be entered only once")
         self._entered = True
         # A small buffer lets workers run ahead of a slow consumer, but only this far.
-        send, receive = anyio.create_memory_object_stream[tuple[Handle, Outcome]](self._buffer_size)
+        send, receive = anyio.create_memory_object_stream[tuple[H, Outcome]](self._buffer_size)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group, self._receive = task_group, receive
@@ -631,10 +650,10 @@ class StatusStream:
         finally:
             receive.close()
 
-    def __aiter__(self) -> StatusStream:
+    def __aiter__(self) -> StatusStream[H]:
         return self
 
-    async def __anext__(self) -> tuple[Handle, Outcome]:
+    async def __anext__(self) -> tuple[H, Outcome]:
         if self._receive is None:
             raise RuntimeError(
                 "enter the stream first: async with client.iter_statuses(handles) as results: ..."
@@ -645,7 +664,7 @@ class StatusStream:
             self._source.raise_error()
             raise StopAsyncIteration from None
 
-    async def _worker(self, send: MemoryObjectSendStream[tuple[Handle, Outcome]]) -> None:
+    async def _worker(self, send: MemoryObjectSendStream[tuple[H, Outcome]]) -> None:
         with send:
             while (item := await self._source.next()) is not None:
                 _, handle = item
@@ -654,201 +673,3 @@ class StatusStream:
                     await send.send((handle, outcome))
                 except anyio.BrokenResourceError:
                     return
-
-
-class SyncStatusClient:
-    """:class:`StatusClient` for plain synchronous code (scripts, Django views): the same
-    methods, blocking.
-
-    The async client runs in an event loop on a background thread (an anyio blocking portal,
-    ``backend`` ``"asyncio"`` or ``"trio"``), started on ``with`` or on first use and stopped by
-    :meth:`close`, which also closes the providers. Safe to call from several threads at once. Do
-    not call it from inside an event loop: use :class:`StatusClient` there. Raises as
-    :class:`StatusClient` does; ``RuntimeError`` once closed.
-    """
-
-    def __init__(
-        self,
-        providers: Iterable[MessageStatusProvider],
-        *,
-        backend: str = "asyncio",
-        backend_options: Mapping[str, Any] | None = None,
-        cache_final: bool = True,
-        cache_size: int = DEFAULT_CACHE_SIZE,
-    ) -> None:
-        self._client = StatusClient(providers, cache_final=cache_final, cache_size=cache_size)
-        self._backend = backend
-        self._backend_options = dict(backend_options) if backend_options is not None else None
-        self._lock = threading.Lock()
-        self._loop: _LoopThread | None = None
-        self._stop_loop: weakref.finalize[[bool], SyncStatusClient] | None = None
-        self._closed = False
-
-    def __enter__(self) -> SyncStatusClient:
-        self._get_portal()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _get_portal(self) -> BlockingPortal:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the SyncStatusClient is closed")
-            if self._loop is None:
-                self._loop = _LoopThread(self._backend, self._backend_options)
-                # A client dropped without close() must not leave its thread behind; at
-                # interpreter exit the daemon thread simply ends with the process.
-                self._stop_loop = weakref.finalize(self, self._loop.stop, True)
-                self._stop_loop.atexit = False
-            return self._loop.portal
-
-    def close(self) -> None:
-        """Close the providers and stop the background event loop. Calling it again does nothing."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            loop, stop_loop = self._loop, self._stop_loop
-        if loop is None or stop_loop is None:
-            # Never used: no loop runs yet, but the providers may hold clients the caller gave.
-            anyio.run(self._client.aclose, backend=self._backend)
-            return
-        try:
-            loop.portal.call(self._client.aclose)
-        finally:
-            stop_loop.detach()
-            loop.stop(False)
-
-    def clear_cache(self) -> None:
-        """Forget every remembered final result."""
-        self._get_portal().call(self._client.clear_cache)
-
-    def get_status(self, handle: Handle, *, refresh: bool = False) -> StatusResult:
-        """Blocking :meth:`StatusClient.get_status`."""
-        return self._get_portal().call(partial(self._client.get_status, handle, refresh=refresh))
-
-    def get_statuses(
-        self,
-        handles: Iterable[Handle],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        refresh: bool = False,
-    ) -> list[StatusResult | MsgStatusError]:
-        """Blocking :meth:`StatusClient.get_statuses`: a list with one slot per handle, in order."""
-        _check_handles(handles)
-        return self._get_portal().call(
-            partial(self._client.get_statuses, handles, concurrency=concurrency, refresh=refresh)
-        )
-
-    def iter_statuses(
-        self,
-        handles: Iterable[Handle],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        refresh: bool = False,
-    ) -> Generator[tuple[Handle, Outcome], None, None]:
-        """Blocking :meth:`StatusClient.iter_statuses`: a generator of ``(handle, outcome)`` pairs
-        in completion order, with the same bounded memory.
-
-        Leaving the loop early and closing the generator (``break`` does, once it is garbage
-        collected; ``contextlib.closing`` does at once) cancels the lookups in flight.
-        """
-        stream = self._client.iter_statuses(handles, concurrency=concurrency, refresh=refresh)
-        return self._iterate(stream)
-
-    def _iterate(self, stream: StatusStream) -> Generator[tuple[Handle, Outcome], None, None]:
-        portal = self._get_portal()
-        with portal.wrap_async_context_manager(stream):
-            while (item := portal.call(_next_or_none, stream)) is not None:
-                yield item
-
-    def wait_for_final(
-        self,
-        handle: Handle,
-        *,
-        timeout: float,
-        poll_interval: float = 1.0,
-        max_interval: float = 30.0,
-    ) -> StatusResult:
-        """Blocking :meth:`StatusClient.wait_for_final`."""
-        return self._get_portal().call(
-            partial(
-                self._client.wait_for_final,
-                handle,
-                timeout=timeout,
-                poll_interval=poll_interval,
-                max_interval=max_interval,
-            )
-        )
-
-    def resend_decision(self, handle: Handle, *, refresh: bool = False) -> ResendDecision:
-        """Blocking :meth:`StatusClient.resend_decision`."""
-        return self._get_portal().call(
-            partial(self._client.resend_decision, handle, refresh=refresh)
-        )
-
-    def resend_decisions(
-        self,
-        handles: Iterable[Handle],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        refresh: bool = False,
-    ) -> list[ResendDecision]:
-        """Blocking :meth:`StatusClient.resend_decisions`."""
-        _check_handles(handles)
-        return self._get_portal().call(
-            partial(
-                self._client.resend_decisions, handles, concurrency=concurrency, refresh=refresh
-            )
-        )
-
-
-class _LoopThread:
-    """An event loop on a daemon thread, reached through a blocking portal.
-
-    Like ``anyio.from_thread.start_blocking_portal`` but not a generator: an unclosed generator
-    finalized at interpreter exit would call into the (by then frozen) daemon thread and hang.
-    """
-
-    def __init__(self, backend: str, backend_options: dict[str, Any] | None) -> None:
-        ready: Future[BlockingPortal] = Future()
-
-        async def serve() -> None:
-            async with BlockingPortal() as portal:
-                ready.set_result(portal)
-                await portal.sleep_until_stopped()
-
-        def run() -> None:
-            try:
-                anyio.run(serve, backend=backend, backend_options=backend_options)
-            except BaseException as exc:
-                if not ready.done():
-                    ready.set_exception(exc)
-                else:
-                    logger.exception("the SyncStatusClient event loop failed")
-
-        self.thread = threading.Thread(target=run, name="msgstatus-sync-client", daemon=True)
-        self.thread.start()
-        self.portal = ready.result()
-
-    def stop(self, cancel_remaining: bool) -> None:
-        if threading.current_thread() is self.thread:
-            # Dropped by code running on the loop itself: it cannot wait for its own end.
-            return
-        with contextlib.suppress(RuntimeError):  # already stopped
-            self.portal.call(self.portal.stop, cancel_remaining)
-        self.thread.join()
-
-
-async def _next_or_none(stream: StatusStream) -> tuple[Handle, Outcome] | None:
-    # StopAsyncIteration must not cross the portal: a coroutine cannot raise it cleanly.
-    try:
-        return await stream.__anext__()
-    except StopAsyncIteration:
-        return None

@@ -106,7 +106,7 @@ async def _send_chime(emulator: ChimeEmulator, provider: ChimeProvider, bearer: 
                 return response
 
             response = await anyio.to_thread.run_sync(send)
-            result = provider.result_from_send_response(response, bearer=bearer)
+            result = provider.result_from_payload(response, bearer=bearer)
             handles.append(result.handle)
     finally:
         client.close()

@@ -7,7 +7,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 from typing import TypeVar
@@ -21,6 +21,7 @@ __all__ = [
     "RetryPolicy",
     "call_with_retry",
     "non_negative_number",
+    "parse_retry_after",
     "retry_after_seconds",
 ]
 
@@ -61,6 +62,20 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
             when = when.replace(tzinfo=timezone.utc)
         seconds = max(when.timestamp() - (time.time() if now is None else now), 0.0)
     return min(seconds, MAX_RETRY_AFTER)
+
+
+def parse_retry_after(headers: Mapping[str, object], *, now: float | None = None) -> float | None:
+    """Seconds to wait from a response's headers (names lower-case, or a case-insensitive
+    mapping): ``retry-after-ms`` (which wins, as in the official Sendblue SDK) or ``Retry-After``
+    (seconds or an HTTP date). A date in the past gives ``0.0``; a negative, non-finite or
+    unparsable value gives None; the result is capped at :data:`MAX_RETRY_AFTER`."""
+    millis = headers.get("retry-after-ms")
+    if isinstance(millis, str):
+        seconds = non_negative_number(millis)
+        if seconds is not None:
+            return min(seconds / 1000.0, MAX_RETRY_AFTER)
+    value = headers.get("retry-after")
+    return retry_after_seconds(value, now=now) if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,14 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
-__all__ = ["MessageStatus", "StatusResult", "StatusTable"]
+__all__ = [
+    "CONFLICT_PREFIX",
+    "MessageStatus",
+    "StatusResult",
+    "StatusTable",
+    "evidence_rank",
+    "shows_delivery",
+]
 
 logger = logging.getLogger("msgstatus")
 
@@ -20,8 +27,11 @@ class MessageStatus(str, enum.Enum):
     """What happened to a message, in one vocabulary for every provider.
 
     The lifecycle runs ``PENDING < SENT < DELIVERED < READ``; ``FAILED`` and ``DENIED`` are
-    terminal and outrank it; ``UNKNOWN`` (a value this version does not know, or no status at all)
-    ranks below everything, so any real observation replaces it.
+    terminal. Where two observations of one message meet, the higher :attr:`rank` wins, and the
+    ranks follow evidence: a failure outranks ``PENDING`` and ``SENT`` (a sent message can still
+    fail) but never evidence of delivery (``DELIVERED``, ``READ``), which providers may report
+    out of order with a failure. ``UNKNOWN`` (a value this version does not know, or no status at
+    all) ranks below everything, so any real observation replaces it.
     """
 
     PENDING = "PENDING"
@@ -58,13 +68,38 @@ _RANK: dict[MessageStatus, int] = {
     MessageStatus.UNKNOWN: 0,
     MessageStatus.PENDING: 1,
     MessageStatus.SENT: 2,
-    MessageStatus.DELIVERED: 3,
-    MessageStatus.READ: 4,
-    # Terminal failures outrank the lifecycle (SENT -> FAILED happens); DENIED is the more
-    # specific of the two (a rule refused it), so it wins a tie between them.
-    MessageStatus.FAILED: 5,
-    MessageStatus.DENIED: 6,
+    # A failure after SENT is a real failure (SENT -> ERROR happens); DENIED is the more specific
+    # of the two terminal failures (a rule refused it), so it wins a tie between them.
+    MessageStatus.FAILED: 3,
+    MessageStatus.DENIED: 4,
+    # Evidence of delivery is never unsaid: providers (WhatsApp, Twilio, Sendblue relays) report
+    # failed/delivered in either order, and a resend after a delivery is a duplicate.
+    MessageStatus.DELIVERED: 5,
+    MessageStatus.READ: 6,
 }
+
+# A final SENT (a provider with nothing after SENT, such as Chime) is evidence that the message
+# went out: in a merge of observations it outranks every failure, and stays below a delivery.
+_FINAL_SENT_RANK = (_RANK[MessageStatus.DENIED] + _RANK[MessageStatus.DELIVERED]) / 2
+
+#: Conflict notes in ``StatusResult.detail`` start with this, so that a later merge keeps the
+#: first conflict it recorded instead of stacking notes.
+CONFLICT_PREFIX = "conflict: "
+
+
+def evidence_rank(status: MessageStatus, is_final: bool) -> float:
+    """The rank of one observation in a merge: :attr:`MessageStatus.rank`, except that a final
+    ``SENT`` ranks between the failures and ``DELIVERED``."""
+    if status is MessageStatus.SENT and is_final:
+        return _FINAL_SENT_RANK
+    return _RANK[status]
+
+
+def shows_delivery(status: MessageStatus, is_final: bool) -> bool:
+    """Whether an observation is evidence that the message went out to its recipient:
+    ``DELIVERED``, ``READ``, or a final ``SENT``. After such evidence a resend is a duplicate,
+    whatever failure is reported later."""
+    return evidence_rank(status, is_final) >= _FINAL_SENT_RANK
 
 
 def _require_utc(value: datetime) -> datetime:
@@ -89,8 +124,10 @@ class StatusResult(BaseModel):
     ``model_dump_json()`` gives one object with exactly these keys: ``provider``, ``handle``
     (the canonical handle string), ``status`` (a :class:`MessageStatus` name), ``provider_status``
     (the raw value as the provider sent it, or null), ``is_final``, ``detail``, ``error_code``
-    (a string, or null), ``updated_at`` (ISO 8601 or null), ``checked_at`` (ISO 8601, UTC) and
-    ``raw`` (the provider's payload).
+    (a string, or null), ``not_before`` (ISO 8601 or null: set when the provider refused to send
+    the message for a quota window; it was not sent and may be sent again from that moment),
+    ``updated_at`` (ISO 8601 or null), ``checked_at`` (ISO 8601, UTC) and ``raw`` (the provider's
+    payload).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -102,22 +139,57 @@ class StatusResult(BaseModel):
     is_final: bool = False
     detail: str | None = None
     error_code: str | None = None
+    not_before: Annotated[datetime | None, AfterValidator(_to_utc_if_aware)] = None
     updated_at: Annotated[datetime | None, AfterValidator(_to_utc_if_aware)] = None
     checked_at: Annotated[datetime, AfterValidator(_require_utc)] = Field(default_factory=_utc_now)
     raw: dict[str, JsonValue] = Field(default_factory=dict)
 
-    def merge(self, other: StatusResult) -> StatusResult:
-        """Combine two observations of the same message so that its status never moves backwards.
+    @property
+    def shows_delivery(self) -> bool:
+        """Whether this observation is evidence the message went out: ``DELIVERED``, ``READ`` or a
+        final ``SENT`` (see :func:`shows_delivery`)."""
+        return shows_delivery(self.status, self.is_final)
 
-        The observation with the higher-ranked status wins; between equal ranks the later
-        ``checked_at`` wins (it carries the fresher detail). Raises ``ValueError`` for two
-        different messages.
+    def merge(self, other: StatusResult) -> StatusResult:
+        """Combine two observations of the same message by the evidence rule (providers.md,
+        "Several observations of one message").
+
+        A status never moves backwards, and evidence of delivery (``DELIVERED``, ``READ``, a final
+        ``SENT``) is never unsaid: a failure reported before or after it is kept as a conflict
+        note in ``detail``, not as the status. Otherwise a failure outranks ``PENDING`` and a
+        non-final ``SENT``, and ``DENIED`` outranks ``FAILED``. Between equal ranks the later
+        ``checked_at`` wins (it carries the fresher detail). The merge is commutative, associative
+        and idempotent in its status. Raises ``ValueError`` for two different messages.
         """
         if (self.provider, self.handle) != (other.provider, other.handle):
             raise ValueError("cannot merge observations of two different messages")
-        if self.status.rank != other.status.rank:
-            return self if self.status.rank > other.status.rank else other
-        return self if self.checked_at >= other.checked_at else other
+        mine = evidence_rank(self.status, self.is_final)
+        theirs = evidence_rank(other.status, other.is_final)
+        if mine != theirs:
+            winner, loser = (self, other) if mine > theirs else (other, self)
+        elif self.checked_at != other.checked_at:
+            winner, loser = (self, other) if self.checked_at > other.checked_at else (other, self)
+        else:
+            # Same rank, same moment: pick by content so that the merge does not depend on order.
+            ordered = sorted((self, other), key=lambda r: r.model_dump_json())
+            winner, loser = ordered[1], ordered[0]
+        if winner.shows_delivery and loser.status.is_terminal:
+            return winner._with_conflict(loser)
+        return winner
+
+    def _with_conflict(self, failure: StatusResult) -> StatusResult:
+        if self.detail is not None and self.detail.startswith(CONFLICT_PREFIX):
+            return self
+        when = "later" if failure.checked_at > self.checked_at else "earlier"
+        raw = f" ({failure.provider_status})" if failure.provider_status else ""
+        note = (
+            f"{CONFLICT_PREFIX}{self.status.value.lower()} as of {self.checked_at.isoformat()}, "
+            f"but an {when} observation reported {failure.status.value}{raw} as of "
+            f"{failure.checked_at.isoformat()}; the delivery stands"
+        )
+        if self.detail:
+            note = f"{note}; {self.detail}"
+        return self.model_copy(update={"detail": note})
 
 
 # Hostile or buggy providers could send endless distinct values: remember only this many.
@@ -131,9 +203,12 @@ class StatusTable:
     ``UNKNOWN`` and is logged once per value, never raised.
     """
 
-    def __init__(self, provider: str, mapping: Mapping[str, MessageStatus]) -> None:
+    def __init__(
+        self, provider: str, mapping: Mapping[str, MessageStatus], *, what: str = "status"
+    ) -> None:
         self.provider = provider
         self.mapping = dict(mapping)
+        self.what = what
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -153,7 +228,8 @@ class StatusTable:
                 return
             self._warned.add(raw)
         logger.warning(
-            "%s sent a status this version does not know: %r; reported as UNKNOWN",
+            "%s sent a %s this version does not know: %r; reported as UNKNOWN",
             self.provider,
+            self.what,
             raw[:200],
         )

@@ -2,8 +2,22 @@
 
 Every error a provider or the client raises is a :class:`MsgStatusError`; the provider's own
 exceptions (``httpx.HTTPError``, ``botocore`` ``ClientError``, ...) are translated at the provider
-boundary and chained as ``__cause__``. Errors name the provider and the handle where known and
-never carry a secret.
+boundary and chained as ``__cause__``. Errors name the provider and the handle where known, carry
+the provider's own error code (``provider_code``) and HTTP status (``http_status``) where it gave
+them, and never carry a secret::
+
+    MsgStatusError
+    ├── HandleError                 "my input was wrong", raised before any network call
+    │   ├── InvalidHandleError      a malformed handle
+    │   └── UnknownProviderError    no registered provider claims the handle's prefix
+    ├── MessageNotFoundError        the provider has no such message
+    ├── AuthenticationError         credentials missing or rejected
+    ├── PermissionDeniedError       authenticated, but not allowed (e.g. not the sender)
+    ├── RateLimitedError            throttled; retry_after when the provider sent one  (retried)
+    ├── ProviderUnavailableError    5xx, timeouts, connection errors                    (retried)
+    ├── ProviderResponseError       a 2xx body that is not what the API promises, or about
+    │                               another message
+    └── StatusWaitTimeout           wait_for_final ran out of time (also a TimeoutError)
 """
 
 from __future__ import annotations
@@ -15,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "HandleError",
     "InvalidHandleError",
     "MessageNotFoundError",
     "MsgStatusError",
@@ -47,13 +62,26 @@ class MsgStatusError(Exception):
     #: Whether the retry loop may try the same lookup again.
     retryable: bool = False
 
+    #: The provider's own error code (a Chime error code, Sendblue's ``error_code``), if any.
+    provider_code: str | None = None
+    #: The HTTP status of the provider's answer, if the error came from one.
+    http_status: int | None = None
+
     def __init__(
-        self, message: str, *, provider: str | None = None, handle: str | None = None
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        handle: str | None = None,
+        provider_code: str | None = None,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.provider = provider
         self.handle = handle
+        self.provider_code = provider_code
+        self.http_status = http_status
 
     def __str__(self) -> str:
         context = []
@@ -69,11 +97,16 @@ class MsgStatusError(Exception):
         return f"{type(self).__name__}({str(self)!r})"
 
 
-class InvalidHandleError(MsgStatusError, ValueError):
+class HandleError(MsgStatusError):
+    """The caller's handle was wrong (malformed, or for no registered provider); raised before any
+    network call. Catch it to tell "my input was wrong" from a provider's answer."""
+
+
+class InvalidHandleError(HandleError, ValueError):
     """The handle is malformed; raised before any network call."""
 
 
-class UnknownProviderError(MsgStatusError, LookupError):
+class UnknownProviderError(HandleError, LookupError):
     """No registered provider claims the handle's ``<provider>:`` prefix."""
 
 
@@ -104,8 +137,16 @@ class RateLimitedError(MsgStatusError):
         provider: str | None = None,
         handle: str | None = None,
         retry_after: float | None = None,
+        provider_code: str | None = None,
+        http_status: int | None = None,
     ) -> None:
-        super().__init__(message, provider=provider, handle=handle)
+        super().__init__(
+            message,
+            provider=provider,
+            handle=handle,
+            provider_code=provider_code,
+            http_status=http_status,
+        )
         self.retry_after = retry_after
 
 
@@ -132,3 +173,26 @@ class StatusWaitTimeout(MsgStatusError, TimeoutError):
     ) -> None:
         super().__init__(message, provider=provider, handle=handle)
         self.last_result = last_result
+
+
+# -- the send ledger ---------------------------------------------------------------------------
+
+__all__ += ["ClaimLostError", "InvalidKeyError", "LedgerUnavailableError"]
+
+
+class InvalidKeyError(MsgStatusError, ValueError):
+    """A ledger key that is not 1-255 characters of text without control characters; raised
+    before any database call."""
+
+
+class LedgerUnavailableError(MsgStatusError):
+    """The ledger's database is down, or locked past its timeout. Retryable: no claim was
+    granted by the call that raised it. (A schema newer than this version knows raises it too,
+    with ``retryable`` False.)"""
+
+    retryable = True
+
+
+class ClaimLostError(MsgStatusError):
+    """The claim was taken over by another worker after its lease ran out: this worker must not
+    record anything for that attempt."""

@@ -39,7 +39,7 @@ from msgstatus import (
     RetryPolicy,
     TypedHandle,
 )
-from msgstatus._provider import MAX_HANDLE_LENGTH, split_handle, validate_handle_text
+from msgstatus._providers.base import MAX_HANDLE_LENGTH, split_handle, validate_handle_text
 from msgstatus._providers.chime import (
     CHIME_ERROR_CODES,
     CHIME_FINAL_STATUSES,
@@ -468,7 +468,7 @@ ERROR_ROWS: list[tuple[str, int, type[MsgStatusError]]] = [
 
 def test_error_rows_cover_the_table() -> None:
     named = {code: kind for code, _, kind in ERROR_ROWS if code in CHIME_ERROR_CODES}
-    assert named == CHIME_ERROR_CODES
+    assert named == {code: rule.error for code, rule in CHIME_ERROR_CODES.items()}
 
 
 @pytest.mark.parametrize(("code", "http_status", "kind"), ERROR_ROWS)
@@ -778,7 +778,7 @@ def test_a_provider_serves_two_event_loops_one_after_the_other() -> None:
         ("DENIED", MessageStatus.DENIED, ResendAction.BLOCKED),
     ],
 )
-def test_result_from_send_response(raw: str, status: MessageStatus, action: ResendAction) -> None:
+def test_result_from_payload(raw: str, status: MessageStatus, action: ResendAction) -> None:
     provider, fake = _fake_provider(_raises(AssertionError("no call")))
     response = {
         "ChannelArn": CHANNEL,
@@ -787,7 +787,7 @@ def test_result_from_send_response(raw: str, status: MessageStatus, action: Rese
         "SubChannelId": "sub-2",
         "ResponseMetadata": {"HTTPStatusCode": 201},
     }
-    result = provider.result_from_send_response(response)
+    result = provider.result_from_payload(response)
     assert result.status is status
     assert result.provider_status == raw
     assert result.detail == "why"
@@ -797,13 +797,13 @@ def test_result_from_send_response(raw: str, status: MessageStatus, action: Rese
     }
     assert ResendDecision.from_result(result).action is action
     assert fake.calls == []
-    with_bearer = provider.result_from_send_response(response, bearer=SENDER)
+    with_bearer = provider.result_from_payload(response, bearer=SENDER)
     assert ChimeHandle.parse(with_bearer.handle) == ChimeHandle(CHANNEL, "m9", "sub-2", SENDER)
 
 
 def test_send_response_without_status_is_unknown() -> None:
     provider, _ = _fake_provider(_raises(AssertionError("no call")))
-    result = provider.result_from_send_response({"ChannelArn": CHANNEL, "MessageId": "m9"})
+    result = provider.result_from_payload({"ChannelArn": CHANNEL, "MessageId": "m9"})
     assert (result.status, result.provider_status, result.is_final) == (
         MessageStatus.UNKNOWN,
         None,
@@ -826,13 +826,13 @@ def test_send_response_without_status_is_unknown() -> None:
 def test_malformed_send_responses(response: Any) -> None:
     provider, _ = _fake_provider(_raises(AssertionError("no call")))
     with pytest.raises(ProviderResponseError):
-        provider.result_from_send_response(response)
+        provider.result_from_payload(response)
 
 
 def test_send_response_with_a_bad_bearer() -> None:
     provider, _ = _fake_provider(_raises(AssertionError("no call")))
     with pytest.raises(InvalidHandleError):
-        provider.result_from_send_response({"ChannelArn": CHANNEL, "MessageId": "m9"}, bearer="bob")
+        provider.result_from_payload({"ChannelArn": CHANNEL, "MessageId": "m9"}, bearer="bob")
 
 
 # -- construction ----------------------------------------------------------------------------
@@ -962,7 +962,7 @@ async def test_aclose_closes_only_what_the_provider_built(aws_env: pytest.Monkey
     async with passed:
         pass
     assert fake.closed == 0
-    with pytest.raises(MsgStatusError, match="closed"):
+    with pytest.raises(RuntimeError, match="ChimeProvider is closed"):
         await passed.get_status(ChimeHandle(CHANNEL, "m1"))
     assert fake.calls == []
 
@@ -982,3 +982,13 @@ def test_secrets_stay_out_of_repr(aws_env: pytest.MonkeyPatch) -> None:
     assert SECRET not in repr(provider)
     assert SECRET not in repr(provider.client)
     assert SECRET not in str(vars(provider))
+
+
+def test_the_old_send_response_name_still_works_but_warns(aws_env: pytest.MonkeyPatch) -> None:
+    provider = ChimeProvider(region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+    response = {"ChannelArn": CHANNEL, "MessageId": "m9", "Status": {"Value": "SENT"}}
+    with pytest.warns(DeprecationWarning, match="result_from_payload"):
+        old = provider.result_from_send_response(response)
+    assert old == provider.result_from_payload(response).model_copy(
+        update={"checked_at": old.checked_at}
+    )

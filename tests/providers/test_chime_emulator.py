@@ -216,8 +216,8 @@ async def test_send_through_a_channel_flow(
     spam = await anyio.to_thread.run_sync(_send, provider, channel, sender, "buy spam")
     assert good["ResponseMetadata"]["HTTPStatusCode"] == 201
     assert set(good) == {"ChannelArn", "MessageId", "Status", "ResponseMetadata"}
-    sent_now = provider.result_from_send_response(good, bearer=sender)
-    spam_now = provider.result_from_send_response(spam)
+    sent_now = provider.result_from_payload(good, bearer=sender)
+    spam_now = provider.result_from_payload(spam)
     assert sent_now.status is spam_now.status is MessageStatus.PENDING
     assert ResendDecision.from_result(sent_now).action is ResendAction.WAIT
 
@@ -234,7 +234,7 @@ async def test_a_flow_that_denies_at_once(
 ) -> None:
     emulator.set_channel_flow(channel, [(0.0, ChimeState("DENIED", "blocked word"))])
     response = await anyio.to_thread.run_sync(_send, provider, channel, sender, "bad word")
-    result = provider.result_from_send_response(response)
+    result = provider.result_from_payload(response)
     assert (result.status, result.detail) == (MessageStatus.DENIED, "blocked word")
     assert ResendDecision.from_result(result).action is ResendAction.BLOCKED
     with pytest.raises(MessageNotFoundError):
@@ -273,7 +273,7 @@ async def test_sub_channels(
         lambda: _send(provider, channel, sender, "hi", SubChannelId="sub-3")
     )
     assert sent["SubChannelId"] == "sub-3"
-    result = provider.result_from_send_response(sent)
+    result = provider.result_from_payload(sent)
     assert ChimeHandle.parse(result.handle).sub_channel_id == "sub-3"
     assert (await provider.get_status(result.handle)).status is MessageStatus.SENT
 

@@ -38,8 +38,8 @@ from msgstatus._providers.sendblue import (
     MAX_RESPONSE_BYTES,
     SENDBLUE_FINAL_STATUSES,
     SENDBLUE_STATUS_MAP,
-    parse_retry_after,
 )
+from msgstatus._retry import parse_retry_after
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("reuse_tls_context")]
 
@@ -162,7 +162,9 @@ async def test_unknown_status_is_unknown_and_logged_once_per_provider(
     assert len(warnings) == 2  # once for each provider instance
 
 
-@pytest.mark.parametrize("body", [{}, {"status": None}, {"message_handle": HANDLE}])
+@pytest.mark.parametrize(
+    "body", [{"message_handle": HANDLE}, {"message_handle": HANDLE, "status": None}]
+)
 async def test_no_status_at_all_is_unknown(
     api: respx.MockRouter, provider: SendblueProvider, body: dict[str, Any]
 ) -> None:
@@ -254,7 +256,7 @@ async def test_request_carries_handle_and_both_auth_headers(
 
 
 async def test_handle_is_url_encoded(api: respx.MockRouter, provider: SendblueProvider) -> None:
-    route = answer(api, httpx.Response(200, json=payload()))
+    route = answer(api, httpx.Response(200, json=payload(message_handle="msg_a&b=c/é+%")))
     await provider.get_status("msg_a&b=c/é+%")
     request = route.calls.last.request
     assert request.url.params["handle"] == "msg_a&b=c/é+%"
@@ -314,7 +316,7 @@ async def test_bad_handles_fail_before_any_request(
 async def test_longest_handle_is_accepted(
     api: respx.MockRouter, provider: SendblueProvider
 ) -> None:
-    answer(api, httpx.Response(200, json=payload()))
+    answer(api, httpx.Response(200, json=payload(message_handle="x" * 256)))
     result = await provider.get_status("x" * 256)
     assert result.handle == "sendblue:" + "x" * 256
 
@@ -645,9 +647,11 @@ async def test_raw_never_contains_the_secret(
 def test_a_short_secret_is_redacted_only_as_a_whole_value() -> None:
     # A test double's one-letter secret must not mangle every "s" in the payload.
     provider = SendblueProvider(KEY, "s")
-    result = provider.result_from_payload({"status": "SENT", "echo": "s"}, handle="h")
+    result = provider.result_from_payload(
+        {"status": "SENT", "echo": "s", "message_handle": "h"}, handle="h"
+    )
     assert result.status is MessageStatus.SENT
-    assert result.raw == {"status": "SENT", "echo": "[redacted]"}
+    assert result.raw == {"status": "SENT", "echo": "[redacted]", "message_handle": "h"}
 
 
 async def test_credentials_errors_do_not_show_them() -> None:
@@ -771,13 +775,18 @@ async def test_aclose_closes_only_a_client_it_created(api: respx.MockRouter) -> 
     own = SendblueProvider(KEY, SECRET)
     await own.aclose()
     assert own._client.is_closed
-    with pytest.raises(MsgStatusError, match="closed"):
+    with pytest.raises(RuntimeError, match="SendblueProvider is closed"):
         await own.get_status(HANDLE)
 
     async with httpx.AsyncClient() as mine:
         async with SendblueProvider(KEY, SECRET, http_client=mine) as borrowed:
             assert (await borrowed.get_status(HANDLE)).status is MessageStatus.DELIVERED
         assert not mine.is_closed
+        # Closed is closed, whoever owns the HTTP client (it used to keep answering).
+        requests = len(api.calls)
+        with pytest.raises(RuntimeError, match="SendblueProvider is closed"):
+            await borrowed.get_status(HANDLE)
+        assert len(api.calls) == requests
 
 
 async def test_a_borrowed_client_gets_the_auth_headers_and_no_redirects(
@@ -823,7 +832,9 @@ def test_result_from_a_status_callback_body() -> None:
 
 def test_result_from_payload_rules() -> None:
     provider = SendblueProvider(KEY, SECRET)
-    sent = provider.result_from_payload({"status": "QUEUED"}, handle="sendblue:abc")
+    sent = provider.result_from_payload(
+        {"status": "QUEUED", "message_handle": "abc"}, handle="sendblue:abc"
+    )
     assert (sent.handle, sent.status, sent.is_final) == (
         "sendblue:abc",
         MessageStatus.PENDING,
@@ -832,7 +843,12 @@ def test_result_from_payload_rules() -> None:
     declined = provider.result_from_payload(
         {"status": "DECLINED", "error_key": "PRE_REPLY_LIMIT_REACHED", "message_handle": "m1"}
     )
-    assert (declined.handle, declined.status) == ("sendblue:m1", MessageStatus.DENIED)
+    # A quota window: the message was not sent (FAILED, so RESEND), not a permanent refusal.
+    assert (declined.handle, declined.status) == ("sendblue:m1", MessageStatus.FAILED)
+    opted_out = provider.result_from_payload(
+        {"status": "DECLINED", "error_key": "OPTED_OUT", "message_handle": "m1"}
+    )
+    assert opted_out.status is MessageStatus.DENIED
     for bad in ({"status": "SENT"}, {"message_handle": "a\nb"}, {"message_handle": 7}):
         with pytest.raises(ProviderResponseError, match="message_handle"):
             provider.result_from_payload(bad)
@@ -841,10 +857,14 @@ def test_result_from_payload_rules() -> None:
     with pytest.raises(ProviderResponseError):
         provider.result_from_payload(["not", "a", "dict"])  # type: ignore[arg-type]
     with pytest.raises(ProviderResponseError):
-        provider.result_from_payload({"status": "SENT", "when": datetime.now()}, handle="x")
+        provider.result_from_payload(
+            {"status": "SENT", "when": datetime.now(), "message_handle": "x"}, handle="x"
+        )
     with pytest.raises(InvalidHandleError):
         provider.result_from_payload({"status": "SENT"}, handle="a b")
-    scrubbed = provider.result_from_payload({"status": "SENT", "echo": SECRET}, handle="x")
+    scrubbed = provider.result_from_payload(
+        {"status": "SENT", "echo": SECRET, "message_handle": "x"}, handle="x"
+    )
     assert SECRET not in scrubbed.model_dump_json()
 
 
@@ -870,9 +890,34 @@ def test_any_json_object_gives_a_result_or_a_response_error(body: dict[str, Any]
     try:
         result = NORMALIZER.result_from_payload(body, handle="h")
     except ProviderResponseError:
-        assert not isinstance(body.get("status"), str | None)
+        names_it = body.get("message_handle") == "h"
+        assert not names_it or not isinstance(body.get("status"), str | None)
     else:
         assert isinstance(result, StatusResult)
+        assert body["message_handle"] == "h"
         assert result.handle == "sendblue:h"
-        if body.get("error_key") not in (None, "") and str(body["error_key"]).strip():
-            assert result.status is MessageStatus.DENIED
+        key = body.get("error_key")
+        key_text = key.strip().upper() if isinstance(key, str) else None if key is None else key
+        if key_text:
+            assert result.status is KNOWN_ERROR_KEYS.get(str(key_text), MessageStatus.UNKNOWN)
+
+
+# The documented error keys and the status each gives, written out independently of the code.
+KNOWN_ERROR_KEYS = {
+    "LINE_HOURLY_LIMIT_REACHED": MessageStatus.FAILED,
+    "LINE_DAILY_LIMIT_REACHED": MessageStatus.FAILED,
+    "PRE_REPLY_LIMIT_REACHED": MessageStatus.FAILED,
+    "OPTED_OUT": MessageStatus.DENIED,
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(FIELDS | st.text(max_size=8), JSON | st.text(), max_size=8))
+def test_any_json_object_naming_the_message_gives_a_result_unless_its_status_is_not_text(
+    body: dict[str, Any],
+) -> None:
+    body = {**body, "message_handle": "h"}
+    try:
+        NORMALIZER.result_from_payload(body, handle="h")
+    except ProviderResponseError:
+        assert not isinstance(body.get("status"), str | None)

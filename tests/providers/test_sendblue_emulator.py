@@ -97,11 +97,16 @@ async def test_lifecycle_runs_in_real_time(sendblue_emulator: SendblueEmulator) 
                 error_key="PRE_REPLY_LIMIT_REACHED",
                 error_message="Pre-reply limit reached",
             ),
-            MessageStatus.DENIED,
+            MessageStatus.FAILED,
             "Pre-reply limit reached",
             "4002",
         ),
-        (SendblueState("SENT", error_key="OPTED_OUT"), MessageStatus.DENIED, None, None),
+        (
+            SendblueState("SENT", error_key="OPTED_OUT"),
+            MessageStatus.DENIED,
+            "the recipient opted out of messages",
+            None,
+        ),
     ],
 )
 async def test_failures_and_declines(

@@ -7,40 +7,31 @@ status table, finality and the mapping of botocore's errors onto the msgstatus e
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
 import re
 import threading
 import unicodedata
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
 from anyio.lowlevel import RunVar
-from pydantic import ValidationError
 
-from msgstatus._provider import TypedHandle, is_loopback_host, validate_handle_text
-from msgstatus._retry import RetryPolicy, call_with_retry, retry_after_seconds
-from msgstatus._status import MessageStatus, StatusResult, StatusTable
+from msgstatus import errors
+from msgstatus._providers import base
+from msgstatus._providers.base import ErrorRule, TypedHandle
+from msgstatus._retry import RetryPolicy, parse_retry_after
+from msgstatus._status import MessageStatus, StatusResult
 from msgstatus._transports._botocore import BotocoreExchange, unsupported_reason
 from msgstatus._transports._pool import Pool
-from msgstatus.errors import (
-    AuthenticationError,
-    InvalidHandleError,
-    MessageNotFoundError,
-    MsgStatusError,
-    PermissionDeniedError,
-    ProviderResponseError,
-    ProviderUnavailableError,
-    RateLimitedError,
-)
 
 if TYPE_CHECKING:
     import boto3
@@ -57,10 +48,6 @@ __all__ = [
     "ChimeProvider",
 ]
 
-logger = logging.getLogger("msgstatus.chime")
-
-PROVIDER = "chime"
-
 #: ``Status.Value`` of GetChannelMessageStatus and what it means here. Mirrored in providers.md
 #: (a test compares the two). Any other value maps to UNKNOWN.
 CHIME_STATUS_MAP: dict[str, MessageStatus] = {
@@ -76,40 +63,101 @@ CHIME_FINAL_STATUSES: frozenset[MessageStatus] = frozenset(
     {MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.DENIED}
 )
 
-#: botocore ``ClientError`` codes and the error each becomes. The first seven are the errors the
-#: service model lists for GetChannelMessageStatus (plus NotFoundException, which it lists for
-#: GetChannelMessage); the rest are AWS-wide codes a request can meet before it reaches Chime.
-#: Any other code is a plain MsgStatusError naming it, except that an HTTP 429 is a rate limit and
-#: a 5xx is unavailability whatever the code (a load balancer's HTML page gives codes like "502").
-CHIME_ERROR_CODES: dict[str, type[MsgStatusError]] = {
-    "BadRequestException": InvalidHandleError,
-    "UnauthorizedClientException": AuthenticationError,
-    "ForbiddenException": PermissionDeniedError,
-    "NotFoundException": MessageNotFoundError,
-    "ThrottledClientException": RateLimitedError,
-    "ServiceUnavailableException": ProviderUnavailableError,
-    "ServiceFailureException": ProviderUnavailableError,
-    "UnrecognizedClientException": AuthenticationError,
-    "InvalidSignatureException": AuthenticationError,
-    "IncompleteSignatureException": AuthenticationError,
-    "MissingAuthenticationTokenException": AuthenticationError,
-    "ExpiredTokenException": AuthenticationError,
-    "AccessDeniedException": PermissionDeniedError,
-    "ThrottlingException": RateLimitedError,
-    "TooManyRequestsException": RateLimitedError,
+logger = logging.getLogger("msgstatus.chime")
+
+PROVIDER = "chime"
+
+#: botocore ``ClientError`` codes, the error each becomes and what it means. Mirrored in
+#: providers.md (a test compares the two). The first seven are the errors the service model lists
+#: for GetChannelMessageStatus (plus NotFoundException, which it lists for GetChannelMessage); the
+#: rest are AWS-wide codes a request can meet before it reaches Chime. Any other code is a plain
+#: MsgStatusError naming it, except that an HTTP 429 is a rate limit and a 5xx is unavailability
+#: whatever the code (a load balancer's HTML page gives codes like "502").
+CHIME_ERROR_CODES: dict[str, ErrorRule] = {
+    "BadRequestException": ErrorRule(
+        errors.InvalidHandleError, "Chime refused the request as malformed"
+    ),
+    "UnauthorizedClientException": ErrorRule(
+        errors.AuthenticationError, "Chime rejected the AWS credentials"
+    ),
+    "ForbiddenException": ErrorRule(
+        errors.PermissionDeniedError,
+        "Chime does not let this bearer read the message's status (only its sender may)",
+    ),
+    "NotFoundException": ErrorRule(
+        errors.MessageNotFoundError, "Chime has no such message (a DENIED message is not stored)"
+    ),
+    "ThrottledClientException": ErrorRule(errors.RateLimitedError, "Chime is throttling requests"),
+    "ServiceUnavailableException": ErrorRule(
+        errors.ProviderUnavailableError, "Chime is unavailable"
+    ),
+    "ServiceFailureException": ErrorRule(
+        errors.ProviderUnavailableError, "Chime failed to handle the request"
+    ),
+    "UnrecognizedClientException": ErrorRule(
+        errors.AuthenticationError, "AWS does not recognize the access key"
+    ),
+    "InvalidSignatureException": ErrorRule(
+        errors.AuthenticationError,
+        "AWS rejected the request signature (wrong secret key or region?)",
+    ),
+    "IncompleteSignatureException": ErrorRule(
+        errors.AuthenticationError, "AWS rejected the signature"
+    ),
+    "MissingAuthenticationTokenException": ErrorRule(
+        errors.AuthenticationError, "AWS found no credentials in the request"
+    ),
+    "ExpiredTokenException": ErrorRule(
+        errors.AuthenticationError, "the AWS session token has expired"
+    ),
+    "AccessDeniedException": ErrorRule(
+        errors.PermissionDeniedError, "AWS denied these credentials access to Chime"
+    ),
+    "ThrottlingException": ErrorRule(errors.RateLimitedError, "AWS is throttling requests"),
+    "TooManyRequestsException": ErrorRule(errors.RateLimitedError, "AWS is throttling requests"),
 }
 
-_WHAT_IT_MEANS: dict[str, str] = {
-    "BadRequestException": "Chime refused the request as malformed",
-    "UnauthorizedClientException": "Chime rejected the AWS credentials",
-    "ForbiddenException": (
-        "Chime does not let this bearer read the message's status (only its sender may)"
-    ),
-    "NotFoundException": "Chime has no such message (a DENIED message is not stored)",
-    "ThrottledClientException": "Chime is throttling requests",
-    "ServiceUnavailableException": "Chime is unavailable",
-    "ServiceFailureException": "Chime failed to handle the request",
-}
+_UNKNOWN_CODE = ErrorRule(errors.MsgStatusError, "Chime answered an error")
+_UNEXPECTED = ErrorRule(errors.MsgStatusError, "unexpected error from boto3")
+_MALFORMED = ErrorRule(
+    errors.ProviderResponseError, "Chime's response is not what the API promises"
+)
+
+
+@functools.cache
+def chime_exception_rules() -> dict[type[BaseException], ErrorRule]:
+    """What botocore (and urllib3 under it) raises besides ``ClientError``, and the error each
+    becomes; the most specific class wins. Built on first use: botocore is imported lazily."""
+    import botocore.exceptions as bce
+    import botocore.parsers
+    import urllib3.exceptions
+
+    no_credentials = ErrorRule(
+        errors.AuthenticationError,
+        "no usable AWS credentials for Chime: configure the AWS credential chain "
+        "(environment, profile, role)",
+    )
+    timeout = ErrorRule(errors.ProviderUnavailableError, "Chime did not answer within the timeout")
+    # Refused, reset or dropped connections, a response cut short, TLS and proxy errors.
+    unreachable = ErrorRule(errors.ProviderUnavailableError, "could not reach Chime")
+    return {
+        bce.NoCredentialsError: no_credentials,
+        bce.PartialCredentialsError: no_credentials,
+        bce.CredentialRetrievalError: no_credentials,
+        bce.NoAuthTokenError: no_credentials,
+        bce.TokenRetrievalError: no_credentials,
+        bce.SSOError: no_credentials,
+        bce.ReadTimeoutError: timeout,
+        bce.ConnectTimeoutError: timeout,
+        TimeoutError: timeout,
+        bce.ConnectionError: unreachable,
+        bce.HTTPClientError: unreachable,
+        bce.IncompleteReadError: unreachable,
+        urllib3.exceptions.HTTPError: unreachable,
+        botocore.parsers.ResponseParserError: _MALFORMED,
+        bce.BotoCoreError: ErrorRule(errors.MsgStatusError, "boto3 could not make the request"),
+    }
+
 
 #: Seconds to wait for a TCP connection to Chime (botocore's own default is 60).
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -131,13 +179,15 @@ _ID_PATTERN = re.compile(r"[-_a-zA-Z0-9]{1,128}")
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 
 _PREFIX = f"{PROVIDER}:"
+
+#: The default bearer (sender ARN) :meth:`ChimeProvider.from_env` reads.
+ENV_BEARER = "MSGSTATUS_CHIME_BEARER"
 # The channel ARN of a handle string: anything up to the first ';' not escaped by a backslash.
 _CHANNEL_PART = re.compile(r"(?:[^\\;]|\\[\\;])*")
 _UNESCAPE = re.compile(r"\\([\\;])")
 _GRAMMAR = "'[chime:]<channel ARN>;message=<id>[;sub_channel=<id>][;bearer=<ARN>]'"
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 
-# A Retry-After beyond a day is a misconfigured server, not advice worth passing on.
 # Service messages are quoted in errors, bounded.
 _MAX_SERVICE_MESSAGE = 200
 
@@ -150,8 +200,8 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else f"{text[:77]}...({len(str(value))} characters)"
 
 
-def _invalid(message: str, handle: str | None = None) -> InvalidHandleError:
-    return InvalidHandleError(message, provider=PROVIDER, handle=handle)
+def _invalid(message: str, handle: str | None = None) -> errors.InvalidHandleError:
+    return errors.InvalidHandleError(message, provider=PROVIDER, handle=handle)
 
 
 def _check_arn(value: object, field: str, *, ascii_only: bool = False) -> str:
@@ -272,7 +322,7 @@ class ChimeHandle:
 
         Raises :class:`~msgstatus.InvalidHandleError` for text that is not such a handle.
         """
-        text = validate_handle_text(text, provider=PROVIDER)
+        text = base.validate_handle_text(text, provider=PROVIDER)
         native = text[len(_PREFIX) :] if text.startswith(_PREFIX) else text
         channel, rest = _split_channel(native, text)
         if rest is None or not rest.startswith("message="):
@@ -291,17 +341,11 @@ class ChimeHandle:
             bearer = rest[len("bearer=") :]
         try:
             return cls(channel, message_id, sub_channel_id, bearer)
-        except InvalidHandleError as exc:
+        except errors.InvalidHandleError as exc:
             raise _invalid(exc.message, text) from exc
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _retry_after(headers: Mapping[str, object]) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), capped at a day."""
-    value = headers.get("retry-after")
-    return retry_after_seconds(value) if isinstance(value, str) else None
 
 
 def _service_message(error: Mapping[str, object]) -> str:
@@ -332,25 +376,6 @@ def _check_body_length(response_dict: Mapping[str, Any], **_: object) -> None:
     body = response_dict.get("body")
     if declared.isdigit() and isinstance(body, bytes) and len(body) < int(declared):
         raise IncompleteReadError(actual_bytes=len(body), expected_bytes=int(declared))
-
-
-def _check_endpoint(endpoint_url: str) -> None:
-    """ValueError for a plain ``http://`` endpoint that is not loopback: signed requests (and
-    bearer ARNs) must not cross a network unencrypted. Covers ``endpoint_url`` and the
-    ``AWS_ENDPOINT_URL*`` settings boto3 reads itself."""
-    split = urlsplit(endpoint_url)
-    if split.scheme.lower() == "http" and not is_loopback_host(split.hostname or ""):
-        shown = f"http://{split.hostname}" + (f":{split.port}" if split.port else "")
-        raise ValueError(
-            "the Chime endpoint must use https:// (plain http:// is accepted only for localhost, "
-            f"127.0.0.0/8 and ::1, e.g. an emulator), not {shown!r}"
-        )
-
-
-def _check_timeout(value: float, name: str) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number of seconds")
-    return float(value)
 
 
 # -- the provider -----------------------------------------------------------------------------
@@ -416,7 +441,7 @@ class _ThreadCall:
                     anyio.from_thread.run_sync(self._limiters.requests.release_on_behalf_of, self)
 
 
-class ChimeProvider:
+class ChimeProvider(base.BaseProvider[ChimeHandle]):
     """Looks up message statuses with Chime SDK Messaging's GetChannelMessageStatus.
 
     Without ``client`` it builds one boto3 ``chime-sdk-messaging`` client from ``session`` (default:
@@ -435,10 +460,46 @@ class ChimeProvider:
 
     Raises ``ValueError`` when no region is configured, the AWS configuration cannot be read, the
     endpoint is plain ``http://`` to a host that is not loopback, or an argument is out of range,
-    and :class:`~msgstatus.InvalidHandleError` for a bad ``bearer``.
+    and :class:`~msgstatus.InvalidHandleError` for a bad ``bearer``. Use it as ``async with`` or
+    call :meth:`aclose`; a lookup after that raises ``RuntimeError``.
     """
 
     name: str = PROVIDER
+    display_name: ClassVar[str] = "Chime"
+    status_map: ClassVar[Mapping[str, MessageStatus]] = CHIME_STATUS_MAP
+    final_statuses: ClassVar[frozenset[MessageStatus]] = CHIME_FINAL_STATUSES
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        bearer: str | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> ChimeProvider:
+        """A provider configured from the standard AWS chain (credentials, ``AWS_REGION`` /
+        ``AWS_DEFAULT_REGION`` or the profile's region, ``AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING``)
+        with ``MSGSTATUS_CHIME_BEARER`` as the default bearer unless ``bearer`` is given.
+
+        Raises ``ValueError`` when no region is configured or the configuration is unsafe, and
+        :class:`~msgstatus.InvalidHandleError` naming the variable for a bad bearer ARN.
+        """
+        if bearer is None:
+            bearer = os.environ.get(ENV_BEARER) or None
+            if bearer is not None:
+                try:
+                    _check_arn(bearer, ENV_BEARER, ascii_only=True)
+                except errors.InvalidHandleError as exc:
+                    raise _invalid(exc.message) from exc
+        return cls(
+            bearer=bearer,
+            max_concurrency=max_concurrency,
+            retry=retry,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
 
     def __init__(
         self,
@@ -459,7 +520,6 @@ class ChimeProvider:
             raise ValueError("max_concurrency must be at least 1")
         self.bearer = None if bearer is None else _check_arn(bearer, "bearer", ascii_only=True)
         self.max_concurrency = max_concurrency
-        self._retry = retry if retry is not None else RetryPolicy()
         configured = (session, region_name, endpoint_url, connect_timeout, read_timeout)
         if client is not None:
             if any(value is not None for value in configured):
@@ -468,24 +528,23 @@ class ChimeProvider:
                     "endpoint_url, connect_timeout, read_timeout), not both"
                 )
             self._client = client
-            self._owns_client = False
+            owns_client = False
         else:
             self._client = self._build_client(
                 session,
                 region_name,
                 endpoint_url,
-                _check_timeout(
+                base.check_timeout(
                     DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout,
                     "connect_timeout",
                 ),
-                _check_timeout(
+                base.check_timeout(
                     DEFAULT_READ_TIMEOUT if read_timeout is None else read_timeout,
                     "read_timeout",
                 ),
             )
-            self._owns_client = True
-        self._closed = False
-        self._table = StatusTable(PROVIDER, CHIME_STATUS_MAP)
+            owns_client = True
+        super().__init__(retry=retry, owns_client=owns_client)
         # anyio limiters belong to one event loop, and a provider may be built outside any loop
         # and used from several (asyncio, trio, a SyncStatusClient's thread): one per loop.
         self._limiter: RunVar[_Limiters] = RunVar(f"msgstatus.chime.{id(self)}")
@@ -548,7 +607,9 @@ class ChimeProvider:
                 f"({type(exc).__name__}: {exc})"
             ) from exc
         try:
-            _check_endpoint(client.meta.endpoint_url)
+            # Also covers the AWS_ENDPOINT_URL* settings boto3 reads itself: signed requests
+            # and bearer ARNs must not cross a network unencrypted.
+            base.check_endpoint_url(client.meta.endpoint_url, setting="the Chime endpoint")
         except ValueError:
             client.close()
             raise
@@ -565,29 +626,19 @@ class ChimeProvider:
         return self._client
 
     def __repr__(self) -> str:
-        meta = self._client.meta
+        # Total: a half-built provider (its constructor raised) still has a repr.
+        meta = getattr(getattr(self, "_client", None), "meta", None)
         return (
-            f"{type(self).__name__}(region_name={meta.region_name!r}, "
-            f"endpoint_url={meta.endpoint_url!r}, max_concurrency={self.max_concurrency})"
+            f"{type(self).__name__}(region_name={getattr(meta, 'region_name', None)!r}, "
+            f"endpoint_url={getattr(meta, 'endpoint_url', None)!r}, "
+            f"max_concurrency={getattr(self, 'max_concurrency', None)})"
         )
-
-    async def __aenter__(self) -> ChimeProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close this event loop's connection pool, and the boto3 client if this provider built
-        it; a client passed in stays open. Lookups after this raise
-        :class:`~msgstatus.MsgStatusError`."""
-        self._closed = True
-        if self._exchange is not None:
+        it (a client passed in stays open). Calling it again does nothing; a lookup afterwards
+        raises an error."""
+        if self._exchange is not None and not self.closed:
             self._exchange.close()
             try:
                 pool = self._pools.get()
@@ -595,60 +646,51 @@ class ChimeProvider:
                 pass
             else:
                 await pool.aclose()
-        if self._owns_client:
-            self._client.close()
+        await super().aclose()
+
+    async def _close_client(self) -> None:
+        self._client.close()
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def parse_handle(self, handle: str | TypedHandle) -> ChimeHandle:
+    def parse_handle(self, handle: str | TypedHandle, /) -> ChimeHandle:
         """``handle`` as a :class:`ChimeHandle`: a ChimeHandle as it is, a string parsed with
         :meth:`ChimeHandle.parse`. Raises :class:`~msgstatus.InvalidHandleError` otherwise."""
         if isinstance(handle, ChimeHandle):
             return handle
-        if isinstance(handle, str):
-            return ChimeHandle.parse(handle)
-        if isinstance(handle, TypedHandle):
-            if handle.provider != PROVIDER:
-                raise _invalid(
-                    f"a {handle.provider} handle cannot be looked up with Chime", str(handle)
-                )
-            return ChimeHandle.parse(str(handle))
+        text = self._typed_handle_text(handle)
+        if isinstance(text, str):
+            return ChimeHandle.parse(text)
         raise _invalid(f"a handle must be a string or a ChimeHandle, not {type(handle).__name__}")
 
-    async def get_status(self, handle: str | TypedHandle, /) -> StatusResult:
-        """The status of one message, by :class:`ChimeHandle` or its string.
+    def _canonical(self, target: ChimeHandle) -> str:
+        return str(target)
 
-        The bearer is the handle's, else the provider's default; with neither, or for a malformed
-        handle, :class:`~msgstatus.InvalidHandleError` is raised before any request. Throttling
-        and unavailability are retried per the retry policy; what remains raises
-        :class:`~msgstatus.RateLimitedError` or :class:`~msgstatus.ProviderUnavailableError`.
-        Other service errors map as in :data:`CHIME_ERROR_CODES` (Forbidden:
-        :class:`~msgstatus.PermissionDeniedError`, the bearer is not the sender); missing
-        credentials raise :class:`~msgstatus.AuthenticationError`, a malformed response
-        :class:`~msgstatus.ProviderResponseError`.
-        """
-        typed = self.parse_handle(handle)
-        canonical = str(typed)
-        bearer = typed.bearer if typed.bearer is not None else self.bearer
-        if bearer is None:
+    def _check_lookup(self, target: ChimeHandle, canonical: str) -> None:
+        if target.bearer is None and self.bearer is None:
             raise _invalid(
                 "the handle names no bearer and the provider has no default: pass bearer= to "
-                "ChimeProvider or put ';bearer=<sender ARN>' in the handle",
+                f"ChimeProvider (or set {ENV_BEARER} for ChimeProvider.from_env()) or put "
+                "';bearer=<sender ARN>' in the handle",
                 canonical,
             )
-        params: dict[str, str] = {
-            "ChannelArn": typed.channel_arn,
-            "MessageId": typed.message_id,
-            "ChimeBearer": bearer,
-        }
-        if typed.sub_channel_id is not None:
-            params["SubChannelId"] = typed.sub_channel_id
-        return await call_with_retry(self._retry, partial(self._attempt, params, canonical))
 
     def result_from_send_response(
         self, response: Mapping[str, Any], *, bearer: str | None = None
     ) -> StatusResult:
-        """The status ``send_channel_message`` already returned, normalized without another call.
+        """Deprecated alias of :meth:`result_from_payload` (removed in the next release)."""
+        warnings.warn(
+            "ChimeProvider.result_from_send_response() is deprecated; use result_from_payload()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.result_from_payload(response, bearer=bearer)
+
+    def result_from_payload(
+        self, response: Mapping[str, Any], /, *, bearer: str | None = None
+    ) -> StatusResult:
+        """Normalize a Chime payload you already hold, such as the response of
+        ``send_channel_message``, without another call.
 
         The result's handle is built from the response's ``ChannelArn``, ``MessageId`` and
         ``SubChannelId``, plus ``bearer`` if you pass it (so that the handle string alone can be
@@ -657,7 +699,7 @@ class ChimeProvider:
         message id, or a ``Status`` of the wrong shape; InvalidHandleError for a bad ``bearer``.
         """
         if not isinstance(response, Mapping):
-            raise ProviderResponseError(
+            raise errors.ProviderResponseError(
                 f"a SendChannelMessage response is a dict, not {type(response).__name__}",
                 provider=PROVIDER,
             )
@@ -671,8 +713,8 @@ class ChimeProvider:
                 sub_channel if sub_channel else None,
                 bearer,
             )
-        except InvalidHandleError as exc:
-            raise ProviderResponseError(
+        except errors.InvalidHandleError as exc:
+            raise errors.ProviderResponseError(
                 f"the SendChannelMessage response has no usable ChannelArn and MessageId "
                 f"({exc.message})",
                 provider=PROVIDER,
@@ -680,13 +722,20 @@ class ChimeProvider:
         payload = {key: value for key, value in response.items() if key != "ResponseMetadata"}
         return self._normalize(payload, str(typed), status_required=False)
 
-    async def _attempt(self, params: dict[str, str], canonical: str) -> StatusResult:
-        if self._closed:
-            raise MsgStatusError("the provider is closed", provider=PROVIDER, handle=canonical)
+    async def _attempt(self, target: ChimeHandle, canonical: str) -> StatusResult:
+        bearer = target.bearer if target.bearer is not None else self.bearer
+        assert bearer is not None  # _check_lookup refused the lookup otherwise
+        params: dict[str, str] = {
+            "ChannelArn": target.channel_arn,
+            "MessageId": target.message_id,
+            "ChimeBearer": bearer,
+        }
+        if target.sub_channel_id is not None:
+            params["SubChannelId"] = target.sub_channel_id
         try:
             response = await self._call(params)
         except TimeoutError as exc:
-            raise ProviderUnavailableError(
+            raise errors.ProviderUnavailableError(
                 f"Chime did not answer within {self._deadline:g} s",
                 provider=PROVIDER,
                 handle=canonical,
@@ -732,7 +781,7 @@ class ChimeProvider:
             value = status_object.get("Value")
             detail = status_object.get("Detail")
         else:
-            raise ProviderResponseError(
+            raise errors.ProviderResponseError(
                 "Chime's response has no Status object"
                 if status_object is None
                 else f"Chime's Status is a {type(status_object).__name__}, not an object",
@@ -740,108 +789,46 @@ class ChimeProvider:
                 handle=canonical,
             )
         if value is not None and not isinstance(value, str):
-            raise ProviderResponseError(
+            raise errors.ProviderResponseError(
                 f"Chime's Status.Value is a {type(value).__name__}, not text",
                 provider=PROVIDER,
                 handle=canonical,
             )
-        status = self._table.lookup(value)
-        try:
-            return StatusResult(
-                provider=PROVIDER,
-                handle=canonical,
-                status=status,
-                provider_status=value,
-                is_final=status in CHIME_FINAL_STATUSES,
-                detail=detail if isinstance(detail, str) and detail else None,
-                raw=payload,
-            )
-        except ValidationError as exc:
-            raise ProviderResponseError(
-                "Chime's response could not be stored as a result",
-                provider=PROVIDER,
-                handle=canonical,
-            ) from exc
-
-    @staticmethod
-    def _translate(exc: Exception, handle: str) -> MsgStatusError:
-        import botocore.exceptions as bce
-        import botocore.parsers
-        import urllib3.exceptions
-
-        if isinstance(exc, bce.ClientError):
-            return _client_error(exc, handle)
-        what = type(exc).__name__
-        if isinstance(
-            exc,
-            (
-                bce.NoCredentialsError,
-                bce.PartialCredentialsError,
-                bce.CredentialRetrievalError,
-                bce.NoAuthTokenError,
-                bce.TokenRetrievalError,
-                bce.SSOError,
-            ),
-        ):
-            return AuthenticationError(
-                f"no usable AWS credentials for Chime ({what}): configure the AWS credential "
-                "chain (environment, profile, role)",
-                provider=PROVIDER,
-                handle=handle,
-            )
-        if isinstance(exc, (bce.ReadTimeoutError, bce.ConnectTimeoutError)):
-            return ProviderUnavailableError(
-                f"Chime did not answer within the timeout ({what})",
-                provider=PROVIDER,
-                handle=handle,
-            )
-        if isinstance(
-            exc,
-            (
-                bce.ConnectionError,
-                bce.HTTPClientError,
-                bce.IncompleteReadError,
-                urllib3.exceptions.HTTPError,
-            ),
-        ):
-            # Refused, reset or dropped connections, a response cut short, TLS and proxy errors.
-            return ProviderUnavailableError(
-                f"could not reach Chime ({what})", provider=PROVIDER, handle=handle
-            )
-        if isinstance(exc, botocore.parsers.ResponseParserError) or _raised_while_parsing(exc):
-            return ProviderResponseError(
-                f"Chime's response is not what the API promises ({what})",
-                provider=PROVIDER,
-                handle=handle,
-            )
-        if isinstance(exc, bce.BotoCoreError):
-            return MsgStatusError(
-                f"boto3 could not make the request ({what})", provider=PROVIDER, handle=handle
-            )
-        return MsgStatusError(f"unexpected {what} from boto3", provider=PROVIDER, handle=handle)
-
-
-def _client_error(exc: Any, handle: str) -> MsgStatusError:
-    response: Mapping[str, Any] = exc.response if isinstance(exc.response, Mapping) else {}
-    error: Mapping[str, object] = response.get("Error") or {}
-    metadata: Mapping[str, Any] = response.get("ResponseMetadata") or {}
-    code = str(error.get("Code") or "")
-    http_status = metadata.get("HTTPStatusCode")
-    status = http_status if isinstance(http_status, int) else None
-    headers: Mapping[str, object] = metadata.get("HTTPHeaders") or {}
-    kind = CHIME_ERROR_CODES.get(code)
-    if kind is None and status is not None:
-        if status == 429:
-            kind = RateLimitedError
-        elif status >= 500:
-            kind = ProviderUnavailableError
-    where = f"{code or 'an error'}, HTTP {status}" if status is not None else code or "an error"
-    meaning = _WHAT_IT_MEANS.get(code, "Chime answered an error")
-    message = f"{meaning} ({where}){_service_message(error)}"
-    if kind is RateLimitedError:
-        return RateLimitedError(
-            message, provider=PROVIDER, handle=handle, retry_after=_retry_after(headers)
+        return self._result(
+            canonical,
+            self._table.lookup(value),
+            provider_status=value,
+            detail=detail if isinstance(detail, str) and detail else None,
+            raw=payload,
         )
-    if kind is None:
-        return MsgStatusError(message, provider=PROVIDER, handle=handle)
-    return kind(message, provider=PROVIDER, handle=handle)
+
+    def _translate(self, exc: Exception, canonical: str) -> errors.MsgStatusError:
+        import botocore.exceptions
+
+        if isinstance(exc, botocore.exceptions.ClientError):
+            return self._client_error(exc, canonical)
+        detail = f" ({type(exc).__name__})"
+        rule = base.most_specific(exc, chime_exception_rules())
+        if rule is None and _raised_while_parsing(exc):
+            rule = _MALFORMED
+        return self._error(rule or _UNEXPECTED, canonical, detail=detail)
+
+    def _client_error(self, exc: Any, canonical: str) -> errors.MsgStatusError:
+        response: Mapping[str, Any] = exc.response if isinstance(exc.response, Mapping) else {}
+        error: Mapping[str, object] = response.get("Error") or {}
+        metadata: Mapping[str, Any] = response.get("ResponseMetadata") or {}
+        code = str(error.get("Code") or "") or None
+        http_status = metadata.get("HTTPStatusCode")
+        status = http_status if isinstance(http_status, int) else None
+        headers: Mapping[str, object] = metadata.get("HTTPHeaders") or {}
+        rule = CHIME_ERROR_CODES.get(code or "") or base.rule_for_http_status(
+            status, {}, provider="Chime"
+        )
+        return self._error(
+            rule or _UNKNOWN_CODE,
+            canonical,
+            detail=_service_message(error),
+            provider_code=code,
+            http_status=status,
+            retry_after=parse_retry_after(headers),
+        )

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime, timezone
-from functools import partial
-from types import TracebackType
-from typing import Annotated, Any, NoReturn
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, ClassVar, NoReturn
 
 import anyio
 import httpx
@@ -28,14 +25,18 @@ from pydantic import (
     WrapValidator,
 )
 
-from msgstatus._provider import TypedHandle, is_loopback_host, native_handle
-from msgstatus._retry import (
-    MAX_RETRY_AFTER,
-    RetryPolicy,
-    call_with_retry,
-    non_negative_number,
-    retry_after_seconds,
+from msgstatus._decision import Refusal, RefusalKind
+from msgstatus._providers.base import (
+    BaseProvider,
+    ErrorRule,
+    TypedHandle,
+    check_endpoint_url,
+    check_timeout,
+    most_specific,
+    native_handle,
+    rule_for_http_status,
 )
+from msgstatus._retry import RetryPolicy, parse_retry_after
 from msgstatus._status import MessageStatus, StatusResult, StatusTable
 from msgstatus.errors import (
     AuthenticationError,
@@ -53,8 +54,12 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_NATIVE_HANDLE_LENGTH",
     "MAX_RESPONSE_BYTES",
+    "SENDBLUE_ERROR_CODES",
+    "SENDBLUE_ERROR_KEYS",
     "SENDBLUE_FINAL_STATUSES",
+    "SENDBLUE_HTTP_ERRORS",
     "SENDBLUE_STATUS_MAP",
+    "SENDBLUE_TRANSPORT_ERRORS",
     "SendblueProvider",
 ]
 
@@ -63,8 +68,8 @@ logger = logging.getLogger("msgstatus.sendblue")
 PROVIDER = "sendblue"
 
 #: Sendblue's raw ``status`` values and what they mean here. Mirrored in providers.md (a test
-#: compares the two). Any other value maps to UNKNOWN; a non-null ``error_key`` means DENIED
-#: whatever the status says.
+#: compares the two). Any other value maps to UNKNOWN; a non-null ``error_key`` decides the status
+#: whatever the status says (see SENDBLUE_ERROR_KEYS).
 SENDBLUE_STATUS_MAP: dict[str, MessageStatus] = {
     "QUEUED": MessageStatus.PENDING,
     "REGISTERED": MessageStatus.PENDING,
@@ -85,6 +90,73 @@ SENDBLUE_STATUS_MAP: dict[str, MessageStatus] = {
 SENDBLUE_FINAL_STATUSES: frozenset[MessageStatus] = frozenset(
     {MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED, MessageStatus.DENIED}
 )
+
+#: Sendblue's documented ``error_key`` values (the stable id of the rule that declined a message)
+#: and what each means for a resend. Mirrored in providers.md (a test compares the two). A key
+#: not listed here gives UNKNOWN (never RESEND nor BLOCKED) and is logged once.
+SENDBLUE_ERROR_KEYS: dict[str, Refusal] = {
+    "LINE_HOURLY_LIMIT_REACHED": Refusal(
+        RefusalKind.QUOTA_WINDOW,
+        "the sending line reached its hourly new-contact cap; the message was not sent",
+        timedelta(hours=1),
+    ),
+    "LINE_DAILY_LIMIT_REACHED": Refusal(
+        RefusalKind.QUOTA_WINDOW,
+        "the sending line reached its daily new-contact cap; the message was not sent",
+        timedelta(days=1),
+    ),
+    "PRE_REPLY_LIMIT_REACHED": Refusal(
+        RefusalKind.QUOTA_WINDOW,
+        "too many messages before the contact replied; the message was not sent "
+        "(the limit lifts when the contact replies)",
+    ),
+    "OPTED_OUT": Refusal(RefusalKind.PERMANENT, "the recipient opted out of messages"),
+}
+
+#: ``error_code`` values that mean a refusal when no ``error_key`` names the rule (an ``ERROR``
+#: status with them). Mirrored in providers.md. Other codes leave the status as it is.
+SENDBLUE_ERROR_CODES: dict[str, Refusal] = {
+    # The SDK documents a cap refusal as HTTP 400, status ERROR, error_code 429 plus a key; the
+    # code alone still says "a cap, not a delivery failure", with no known window.
+    "429": Refusal(
+        RefusalKind.QUOTA_WINDOW, "a sending cap was reached (error_code 429); not sent"
+    ),
+}
+
+#: HTTP statuses of Sendblue's answers and the error each becomes. Mirrored in providers.md (a
+#: test compares the two). 429 and 5xx are retried; any other status not listed here (3xx, 402,
+#: 405, 410, ...) is a plain MsgStatusError naming it.
+SENDBLUE_HTTP_ERRORS: dict[int, ErrorRule] = {
+    400: ErrorRule(InvalidHandleError, "Sendblue refused the handle"),
+    401: ErrorRule(AuthenticationError, "Sendblue rejected the API key or secret"),
+    403: ErrorRule(
+        PermissionDeniedError, "Sendblue does not let these credentials read this message"
+    ),
+    404: ErrorRule(MessageNotFoundError, "Sendblue has no message with this handle"),
+    # 408 and 409 (how Sendblue's API reports a lock timeout) are retried, as its SDK does.
+    408: ErrorRule(ProviderUnavailableError, "Sendblue timed out the request"),
+    409: ErrorRule(ProviderUnavailableError, "Sendblue reported a conflict (a lock timeout)"),
+    422: ErrorRule(InvalidHandleError, "Sendblue refused the handle"),
+    429: ErrorRule(RateLimitedError, "Sendblue is rate limiting requests"),
+}
+
+#: What httpx raises while sending and the error each becomes; the most specific class wins.
+SENDBLUE_TRANSPORT_ERRORS: dict[type[BaseException], ErrorRule] = {
+    TimeoutError: ErrorRule(ProviderUnavailableError, "Sendblue did not answer within the timeout"),
+    httpx.TimeoutException: ErrorRule(
+        ProviderUnavailableError, "Sendblue did not answer within the timeout"
+    ),
+    httpx.DecodingError: ErrorRule(
+        ProviderResponseError, "Sendblue's response body could not be decoded"
+    ),
+    # TransportError (connect, read, write, protocol, proxy errors) and anything else httpx
+    # raises while sending: the service could not be reached properly.
+    httpx.HTTPError: ErrorRule(ProviderUnavailableError, "could not reach Sendblue"),
+    httpx.InvalidURL: ErrorRule(MsgStatusError, "could not send the request to Sendblue"),
+    httpx.StreamError: ErrorRule(MsgStatusError, "could not send the request to Sendblue"),
+}
+
+_UNEXPECTED_STATUS = ErrorRule(MsgStatusError, "Sendblue answered an unexpected status")
 
 DEFAULT_BASE_URL = "https://api.sendblue.co"
 
@@ -165,6 +237,7 @@ class _MessageResponse(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    message_handle: Annotated[str | None, BeforeValidator(_text_or_none)] = None
     status: str | None = None
     error_key: Annotated[str | None, BeforeValidator(_error_key_text)] = None
     error_code: Annotated[str | None, BeforeValidator(_error_code_text)] = None
@@ -173,41 +246,6 @@ class _MessageResponse(BaseModel):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
-
-    Like the official SDK, ``retry-after-ms`` wins when both are present. A date in the past gives
-    ``0.0``; a negative, non-finite or unparsable value gives None; the result is capped at a day.
-    """
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        seconds = non_negative_number(millis)
-        if seconds is not None:
-            return min(seconds / 1000.0, MAX_RETRY_AFTER)
-    return retry_after_seconds(headers.get("retry-after"), now=now)
-
-
-def _check_base_url(base_url: str) -> str:
-    """``base_url`` without trailing slashes; ValueError if it is not safe to send keys to."""
-    try:
-        url = httpx.URL(base_url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ValueError(f"base_url is not a URL: {base_url!r}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must be an https:// URL with a host, not {base_url!r}")
-    if url.userinfo:
-        # Credentials in a URL end up in logs (httpx logs the request URL).
-        raise ValueError("base_url must not contain a user name or password")
-    if url.query or url.fragment:
-        raise ValueError("base_url must not have a query string or fragment")
-    if url.scheme == "http" and not is_loopback_host(url.host):
-        raise ValueError(
-            "base_url must use https:// (plain http:// is accepted only for localhost, "
-            f"127.0.0.0/8 and ::1, e.g. an emulator), not {base_url!r}"
-        )
-    return str(url).rstrip("/")
 
 
 def _check_credential(value: object, what: str) -> str:
@@ -274,7 +312,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
 # -- the provider -----------------------------------------------------------------------------
 
 
-class SendblueProvider:
+class SendblueProvider(BaseProvider[str]):
     """Looks up message statuses with Sendblue's REST API (``GET /api/status?handle=…``).
 
     One pooled ``httpx.AsyncClient`` serves every lookup; pass ``http_client`` to use your own (it
@@ -284,10 +322,14 @@ class SendblueProvider:
     ``base_url`` must be ``https://`` unless its host is loopback (an emulator).
 
     Raises :class:`~msgstatus.AuthenticationError` for a missing or malformed key or secret and
-    ``ValueError`` for an unsafe ``base_url``. Use it as ``async with`` or call :meth:`aclose`.
+    ``ValueError`` for an unsafe ``base_url``. Use it as ``async with`` or call :meth:`aclose`;
+    a lookup after that raises ``RuntimeError``, whoever owns the HTTP client.
     """
 
     name: str = PROVIDER
+    display_name: ClassVar[str] = "Sendblue"
+    status_map: ClassVar[Mapping[str, MessageStatus]] = SENDBLUE_STATUS_MAP
+    final_statuses: ClassVar[frozenset[MessageStatus]] = SENDBLUE_FINAL_STATUSES
 
     def __init__(
         self,
@@ -303,24 +345,24 @@ class SendblueProvider:
 
         api_key = _check_credential(api_key, "API key")
         self.__secret = _check_credential(api_secret, "API secret")
-        self.base_url = _check_base_url(base_url)
-        # Parsed once: httpx would parse a string URL again on every request.
-        self._status_url = httpx.URL(f"{self.base_url}/api/status")
+        self.base_url = check_endpoint_url(base_url, setting="base_url")
+        try:
+            # Parsed once: httpx would parse a string URL again on every request.
+            self._status_url = httpx.URL(f"{self.base_url}/api/status")
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"base_url is not a URL httpx can use: {base_url!r}") from exc
         if isinstance(timeout, httpx.Timeout):
             self._timeout = timeout
             self._budget = _timeout_budget(timeout)
         else:
-            if not (math.isfinite(timeout) and timeout > 0):
-                raise ValueError("timeout must be a positive number of seconds")
-            self._timeout = httpx.Timeout(timeout)
-            self._budget = float(timeout)
-        self._retry = retry if retry is not None else RetryPolicy()
+            self._budget = check_timeout(timeout, "timeout")
+            self._timeout = httpx.Timeout(self._budget)
+        super().__init__(retry=retry, owns_client=http_client is None)
         self._headers = {
             "sb-api-key-id": api_key,
             "sb-api-secret-key": self.__secret,
             "accept": "application/json",
         }
-        self._owns_client = http_client is None
         if http_client is None:
             http_client = httpx.AsyncClient(
                 timeout=self._timeout,
@@ -329,7 +371,7 @@ class SendblueProvider:
                 headers={"user-agent": f"msgstatus/{__version__}"},
             )
         self._client = http_client
-        self._table = StatusTable(PROVIDER, SENDBLUE_STATUS_MAP)
+        self._unknown_keys = StatusTable(PROVIDER, {}, what="error_key")
 
     @classmethod
     def from_env(
@@ -364,81 +406,18 @@ class SendblueProvider:
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r})"
+        # Total: a half-built provider (its constructor raised) still has a repr.
+        return f"{type(self).__name__}(base_url={getattr(self, 'base_url', None)!r})"
 
-    async def __aenter__(self) -> SendblueProvider:
-        return self
+    async def _close_client(self) -> None:
+        await self._client.aclose()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    # -- handles and payloads --------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        """Close the HTTP client if this provider created it; a client passed in stays open."""
-        if self._owns_client:
-            await self._client.aclose()
-
-    # -- lookups ---------------------------------------------------------------------------
-
-    async def get_status(self, handle: str | TypedHandle, /) -> StatusResult:
-        """The status of one message, by its handle (``"sendblue:<handle>"`` or the bare handle).
-
-        The handle is checked before any request (:class:`~msgstatus.InvalidHandleError`).
-        Rate limits and unavailability are retried per the retry policy; what remains raises
-        :class:`~msgstatus.RateLimitedError` or :class:`~msgstatus.ProviderUnavailableError`.
-        401 raises :class:`~msgstatus.AuthenticationError`, 403
-        :class:`~msgstatus.PermissionDeniedError`, 404 :class:`~msgstatus.MessageNotFoundError`,
-        400/422 :class:`~msgstatus.InvalidHandleError`, a malformed 2xx body
-        :class:`~msgstatus.ProviderResponseError`, any other status a plain
-        :class:`~msgstatus.MsgStatusError`.
-        """
-        native = self._native_handle(handle)
-        canonical = f"{PROVIDER}:{native}"
-        return await call_with_retry(self._retry, partial(self._attempt, native, canonical))
-
-    def result_from_payload(
-        self, payload: Mapping[str, Any], *, handle: str | None = None
-    ) -> StatusResult:
-        """Normalize a Sendblue message payload you already hold: a send response or the body of
-        a status callback (webhook), the same way :meth:`get_status` does.
-
-        ``handle`` defaults to the payload's ``message_handle``. Raises
-        :class:`~msgstatus.ProviderResponseError` when the payload is not an object, has no usable
-        handle, or has a ``status`` that is not text; :class:`~msgstatus.InvalidHandleError` for a
-        bad ``handle`` argument.
-        """
-        if not isinstance(payload, Mapping):
-            raise ProviderResponseError(
-                f"a Sendblue payload is a JSON object, not {type(payload).__name__}",
-                provider=PROVIDER,
-            )
-        scrubbed: dict[str, Any] = _scrub(dict(payload), self.__secret)
-        if handle is not None:
-            native = self._native_handle(handle)
-        else:
-            found = scrubbed.get("message_handle")
-            try:
-                native = self._native_handle(found)
-            except InvalidHandleError as exc:
-                raise ProviderResponseError(
-                    "the Sendblue payload has no usable message_handle", provider=PROVIDER
-                ) from exc
-        return self._normalize(scrubbed, f"{PROVIDER}:{native}")
-
-    def _native_handle(self, handle: object) -> str:
-        if not isinstance(handle, str) and isinstance(handle, TypedHandle):
-            if handle.provider != PROVIDER:
-                raise InvalidHandleError(
-                    f"a {handle.provider} handle cannot be looked up with Sendblue",
-                    provider=PROVIDER,
-                    handle=str(handle),
-                )
-            handle = str(handle)
-        native = native_handle(handle, PROVIDER)
+    def parse_handle(self, handle: str | TypedHandle, /) -> str:
+        """The native Sendblue handle of ``"sendblue:<handle>"``, a bare handle or a typed
+        handle of this provider. Raises :class:`~msgstatus.InvalidHandleError` otherwise."""
+        native = native_handle(self._typed_handle_text(handle), PROVIDER)
         if len(native) > MAX_NATIVE_HANDLE_LENGTH:
             raise InvalidHandleError(
                 f"a Sendblue handle is at most {MAX_NATIVE_HANDLE_LENGTH} characters long, "
@@ -455,7 +434,40 @@ class SendblueProvider:
                 )
         return native
 
-    async def _attempt(self, native: str, canonical: str) -> StatusResult:
+    def _canonical(self, target: str) -> str:
+        return f"{PROVIDER}:{target}"
+
+    def result_from_payload(
+        self, payload: Mapping[str, Any], /, *, handle: str | None = None
+    ) -> StatusResult:
+        """Normalize a Sendblue message payload you already hold: a send response or the body of
+        a status callback (webhook), the same way :meth:`get_status` does.
+
+        The payload must name its message (``message_handle``); with ``handle`` given, it must
+        name that one. Raises :class:`~msgstatus.ProviderResponseError` when the payload is not an
+        object, names no message or another message, or has a ``status`` that is not text;
+        :class:`~msgstatus.InvalidHandleError` for a bad ``handle`` argument.
+        """
+        if not isinstance(payload, Mapping):
+            raise ProviderResponseError(
+                f"a Sendblue payload is a JSON object, not {type(payload).__name__}",
+                provider=PROVIDER,
+            )
+        scrubbed: dict[str, Any] = _scrub(dict(payload), self.__secret)
+        if handle is not None:
+            native = self.parse_handle(handle)
+        else:
+            try:
+                native = self.parse_handle(scrubbed.get("message_handle"))  # type: ignore[arg-type]
+            except InvalidHandleError as exc:
+                raise ProviderResponseError(
+                    "the Sendblue payload has no usable message_handle", provider=PROVIDER
+                ) from exc
+        return self._normalize(scrubbed, native)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    async def _attempt(self, target: str, canonical: str) -> StatusResult:
         if self._client.is_closed:
             raise MsgStatusError(
                 "the provider's HTTP client is closed", provider=PROVIDER, handle=canonical
@@ -463,7 +475,7 @@ class SendblueProvider:
         request = self._client.build_request(
             "GET",
             self._status_url,
-            params={"handle": native},
+            params={"handle": target},
             headers=self._headers,
             timeout=self._timeout,
         )
@@ -481,34 +493,21 @@ class SendblueProvider:
                     )
                 finally:
                     await response.aclose()
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise ProviderUnavailableError(
-                f"Sendblue did not answer within the timeout ({type(exc).__name__})",
-                provider=PROVIDER,
-                handle=canonical,
-            ) from exc
-        except httpx.DecodingError as exc:
-            raise ProviderResponseError(
-                "Sendblue's response body could not be decoded", provider=PROVIDER, handle=canonical
-            ) from exc
-        except httpx.HTTPError as exc:
-            # TransportError (connect, read, write, protocol, proxy errors) and anything else
-            # httpx raises while sending: the service could not be reached properly.
-            raise ProviderUnavailableError(
-                f"could not reach Sendblue ({type(exc).__name__})",
-                provider=PROVIDER,
-                handle=canonical,
-            ) from exc
-        except (httpx.InvalidURL, httpx.StreamError) as exc:
-            raise MsgStatusError(
-                f"could not send the request to Sendblue ({type(exc).__name__})",
-                provider=PROVIDER,
-                handle=canonical,
-            ) from exc
+        except (TimeoutError, httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            rule = most_specific(exc, SENDBLUE_TRANSPORT_ERRORS)
+            assert rule is not None  # every class caught here has a row
+            raise self._error(rule, canonical, detail=f" ({type(exc).__name__})") from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("GET /api/status %r -> HTTP %d", canonical, response.status_code)
         if not ok:
-            raise self._status_error(response, canonical)
+            code = response.status_code
+            rule = rule_for_http_status(code, SENDBLUE_HTTP_ERRORS, provider="Sendblue")
+            raise self._error(
+                rule or _UNEXPECTED_STATUS,
+                canonical,
+                http_status=code,
+                retry_after=parse_retry_after(response.headers) if code == 429 else None,
+            )
         if body is None:
             raise ProviderResponseError(
                 f"Sendblue's response is larger than {MAX_RESPONSE_BYTES} bytes; not read",
@@ -529,9 +528,10 @@ class SendblueProvider:
                 provider=PROVIDER,
                 handle=canonical,
             )
-        return self._normalize(_scrub(payload, self.__secret), canonical)
+        return self._normalize(_scrub(payload, self.__secret), target)
 
-    def _normalize(self, payload: dict[str, Any], canonical: str) -> StatusResult:
+    def _normalize(self, payload: dict[str, Any], native: str) -> StatusResult:
+        canonical = self._canonical(native)
         try:
             message = _MessageResponse.model_validate(payload)
         except ValidationError as exc:
@@ -540,65 +540,54 @@ class SendblueProvider:
                 provider=PROVIDER,
                 handle=canonical,
             ) from exc
-        status = self._table.lookup(message.status)
-        if message.error_key is not None:
-            status = MessageStatus.DENIED
-        try:
-            return StatusResult(
-                provider=PROVIDER,
-                handle=canonical,
-                status=status,
-                provider_status=message.status,
-                is_final=status in SENDBLUE_FINAL_STATUSES,
-                detail=message.error_message,
-                error_code=message.error_code,
-                updated_at=message.date_updated,
-                raw=payload,
-            )
-        except ValidationError as exc:
+        # A 2xx body is a status only if it is about this message: an error envelope
+        # ({"status": "ERROR", "message": "Message not found"}) names none, and a mixed-up
+        # response names another. Either would be read as FAILED, inviting a duplicate.
+        if message.message_handle is None:
             raise ProviderResponseError(
-                "Sendblue's payload could not be stored as a result",
+                "Sendblue's payload names no message (no message_handle): not a message status",
                 provider=PROVIDER,
                 handle=canonical,
-            ) from exc
+            )
+        if message.message_handle != native:
+            raise ProviderResponseError(
+                f"Sendblue's payload is about another message "
+                f"(message_handle {message.message_handle[:80]!r})",
+                provider=PROVIDER,
+                handle=canonical,
+            )
+        status = self._table.lookup(message.status)
+        detail = message.error_message
+        refusal = self._refusal(message, status)
+        not_before: datetime | None = None
+        if refusal is not None:
+            status = refusal.status
+            detail = detail or refusal.meaning
+            if refusal.window is not None:
+                refused_at = message.date_updated or datetime.now(timezone.utc)
+                not_before = refused_at + refusal.window
+        elif message.error_key is not None:
+            self._unknown_keys.lookup(message.error_key)
+            status = MessageStatus.UNKNOWN
+            detail = (
+                f"declined by a rule this version does not know (error_key "
+                f"{message.error_key[:80]!r})"
+            )
+        return self._result(
+            canonical,
+            status,
+            provider_status=message.status,
+            detail=detail,
+            error_code=message.error_code,
+            not_before=not_before,
+            updated_at=message.date_updated,
+            raw=payload,
+        )
 
     @staticmethod
-    def _status_error(response: httpx.Response, handle: str) -> MsgStatusError:
-        code = response.status_code
-        if code == 401:
-            return AuthenticationError(
-                "Sendblue rejected the API key or secret (HTTP 401)",
-                provider=PROVIDER,
-                handle=handle,
-            )
-        if code == 403:
-            return PermissionDeniedError(
-                "Sendblue does not let these credentials read this message (HTTP 403)",
-                provider=PROVIDER,
-                handle=handle,
-            )
-        if code == 404:
-            return MessageNotFoundError(
-                "Sendblue has no message with this handle (HTTP 404)",
-                provider=PROVIDER,
-                handle=handle,
-            )
-        if code in (400, 422):
-            return InvalidHandleError(
-                f"Sendblue refused the handle (HTTP {code})", provider=PROVIDER, handle=handle
-            )
-        if code == 429:
-            return RateLimitedError(
-                "Sendblue is rate limiting requests (HTTP 429)",
-                provider=PROVIDER,
-                handle=handle,
-                retry_after=parse_retry_after(response.headers),
-            )
-        if code in (408, 409) or code >= 500:
-            # 409 is how Sendblue's API reports a lock timeout; its SDK retries it as we do.
-            return ProviderUnavailableError(
-                f"Sendblue answered HTTP {code}", provider=PROVIDER, handle=handle
-            )
-        return MsgStatusError(
-            f"Sendblue answered an unexpected HTTP {code}", provider=PROVIDER, handle=handle
-        )
+    def _refusal(message: _MessageResponse, status: MessageStatus) -> Refusal | None:
+        if message.error_key is not None:
+            return SENDBLUE_ERROR_KEYS.get(message.error_key.upper())
+        if status is MessageStatus.FAILED and message.error_code is not None:
+            return SENDBLUE_ERROR_CODES.get(message.error_code)
+        return None

@@ -1,0 +1,100 @@
+"""The embedded ledger: one SQLite file, safe across the processes of one machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from msgstatus._ledger._base import _SQLLedger, _Tx
+from msgstatus.errors import LedgerUnavailableError
+
+__all__ = ["SQLiteLedger"]
+
+#: Seconds a transaction waits for another process's lock before LedgerUnavailableError.
+DEFAULT_TIMEOUT = 10.0
+
+# The database's clock, as epoch seconds with milliseconds (julianday of the Unix epoch).
+_NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+
+
+class SQLiteLedger(_SQLLedger):
+    """The send ledger in a SQLite file at ``path``: the embedded default.
+
+    WAL journal, every claim in a ``BEGIN IMMEDIATE`` transaction (the database's write lock
+    serializes claims across every process on the machine), calls in worker threads so that
+    neither asyncio nor trio blocks. ``timeout`` is how long a call waits for another process's
+    lock before :class:`~msgstatus.LedgerUnavailableError`. The file (and its schema) is created
+    on first use. Not for a network file system: SQLite's locks do not hold there; use
+    :class:`PostgresLedger` for many machines.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.timeout = float(timeout)
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteLedger({str(self.path)!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(
+                self.path,
+                timeout=self.timeout,
+                isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE
+                check_same_thread=False,
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._connection = connection
+        return self._connection
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[_Tx]:
+        # One connection per ledger object, one transaction at a time on it; other processes
+        # are kept out by SQLite's own lock.
+        with self._lock:
+            try:
+                connection = self._connect()
+                cursor = connection.cursor()
+                cursor.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise LedgerUnavailableError(
+                    f"the SQLite ledger {str(self.path)!r} is unavailable: {exc}"
+                ) from exc
+            try:
+                tx = _Tx(cursor, "?", for_update=False)
+                tx.now = float(cursor.execute(_NOW).fetchone()[0])
+                yield tx
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    cursor.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise LedgerUnavailableError(
+                        f"the SQLite ledger {str(self.path)!r} is unavailable: {exc}"
+                    ) from exc
+                raise
+            else:
+                try:
+                    cursor.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        cursor.execute("ROLLBACK")
+                    raise LedgerUnavailableError(
+                        f"the SQLite ledger {str(self.path)!r} could not commit: {exc}"
+                    ) from exc
+            finally:
+                cursor.close()
+
+    def _close_sync(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
