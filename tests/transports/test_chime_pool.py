@@ -236,3 +236,49 @@ async def test_credentials_are_refreshed_in_a_worker_thread(server: RawServer) -
     assert refreshed_in
     assert loop_thread not in refreshed_in
     assert b"Credential=AKIDREFRESHED/" in server.requests[0]
+
+
+def _user_agent(head: bytes) -> str:
+    line = next(x for x in head.split(b"\r\n") if x.lower().startswith(b"user-agent:"))
+    return line.split(b":", 1)[1].strip().decode()
+
+
+def _normalized(agent: str) -> list[str]:
+    """A User-Agent's components, the feature ids (``m/a,b``, a set joined) sorted."""
+    return [
+        "m/" + ",".join(sorted(part[2:].split(","))) if part.startswith("m/") else part
+        for part in agent.split()
+    ]
+
+
+async def test_the_memoized_user_agent_is_botocores_own(server: RawServer) -> None:
+    """The pool path builds botocore's User-Agent once per distinct set of feature ids: what goes
+    on the wire is the string botocore's own builder makes for the call's feature ids, and a
+    feature id registered for one call shows in that call's string (no stale cache)."""
+    from botocore.context import get_context, start_as_current_context
+    from botocore.useragent import register_feature_id
+
+    async with _provider(server) as provider:
+        await provider.get_status(ChimeHandle(CHANNEL, "m1"))
+        await provider.get_status(ChimeHandle(CHANNEL, "m2"))
+        creator = provider.client._user_agent_creator
+        memo = creator.to_string
+        original = type(creator).to_string.__get__(creator)  # botocore's, unmemoized
+        assert memo is not original
+        assert "to_string" in vars(creator)
+        first, second = (_user_agent(head) for head in server.requests)
+        wire_features = next(p[2:] for p in first.split() if p.startswith("m/")).split(",")
+        with start_as_current_context():
+            context = get_context()
+            assert context is not None
+            context.features.update(wire_features)
+            expected = original()
+            assert memo() == expected
+            register_feature_id("RETRY_MODE_ADAPTIVE")
+            with_feature = original()
+            memo_with_feature = memo()
+    assert first == second
+    assert "msgstatus/" in first
+    assert _normalized(first) == _normalized(expected)
+    assert _normalized(with_feature) != _normalized(expected)
+    assert memo_with_feature == with_feature

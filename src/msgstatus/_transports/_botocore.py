@@ -69,6 +69,53 @@ class _NoBody:
         return iter(())
 
 
+class _MemoUserAgent:
+    """A client's ``User-Agent`` builder, memoized. botocore builds the header twice per call
+    (in the request dict, then again on ``request-created``), sanitizing every component
+    character by character: ~15% of a lookup's CPU. The string is a function of the builder's
+    own settings and the call's feature ids, so the cache key is exactly those."""
+
+    __slots__ = ("_build", "_cache", "_creator", "_get_context")
+
+    def __init__(self, creator: Any, build: Callable[[], str], get_context: Any) -> None:
+        self._creator = creator
+        self._build = build
+        self._get_context = get_context
+        self._cache: dict[object, str] = {}
+
+    def __call__(self) -> str:
+        context = self._get_context()
+        creator = self._creator
+        key = (
+            frozenset(context.features) if context is not None else frozenset(),
+            frozenset(creator._client_features or ()),
+            id(creator._client_config),
+        )
+        text = self._cache.get(key)
+        if text is None:
+            if len(self._cache) >= 64:
+                self._cache.clear()
+            text = self._cache[key] = self._build()
+        return text
+
+
+def memoize_user_agent(client: Any) -> bool:
+    """Memoize ``client``'s User-Agent builder (same strings, built once); False when this
+    botocore's builder is not the one msgstatus knows (then nothing changes)."""
+    creator: Any = getattr(client, "_user_agent_creator", None)
+    build = getattr(creator, "to_string", None)
+    if build is None or isinstance(build, _MemoUserAgent):
+        return build is not None
+    if not all(hasattr(creator, name) for name in ("_client_features", "_client_config")):
+        return False
+    try:
+        from botocore.context import get_context
+    except ImportError:  # pragma: no cover - botocore < 1.36
+        return False
+    creator.to_string = _MemoUserAgent(creator, build, get_context)
+    return True
+
+
 def unsupported_reason(client: object) -> str | None:
     """Why ``client`` cannot go over the pool (None when it can): not a botocore client, a proxy
     for its endpoint, or a client certificate. Those keep botocore's own (threaded) send."""
@@ -158,6 +205,7 @@ class BotocoreExchange:
             unique_id=self._unique_id,
         )
         self._event = f"before-send.{service_id}.{self._operation_name}"
+        memoize_user_agent(client)
         # Warm botocore's lazily loaded models (shapes, error shapes) now, not in the first call.
         if self._output_shape is not None:
             _ = self._output_shape.members
