@@ -40,6 +40,7 @@ from msgstatus._providers.sendblue import (
     SENDBLUE_STATUS_MAP,
 )
 from msgstatus._retry import parse_retry_after
+from msgstatus._transports._httpx import PoolTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("reuse_tls_context")]
 
@@ -71,7 +72,9 @@ def payload(**fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as router:
+    # using="httpx": respx stands in for whichever transport the client has (the provider's own
+    # PoolTransport or httpx's), so these tests check the provider, not a transport.
+    with respx.mock(base_url=BASE, assert_all_called=False, using="httpx") as router:
         yield router
 
 
@@ -707,9 +710,10 @@ async def test_credentials_errors_do_not_show_them() -> None:
 
 def test_tls_verification_is_on() -> None:
     provider = SendblueProvider(KEY, SECRET)
-    # httpx keeps the SSL context on its transport's pool: reach for it to be sure.
-    pool = provider._client._transport._pool  # type: ignore[attr-defined]
-    context: ssl.SSLContext = pool._ssl_context
+    # The provider's own transport (msgstatus's pool) keeps its SSL context: reach for it.
+    transport = provider._client._transport
+    assert isinstance(transport, PoolTransport)
+    context: ssl.SSLContext = transport._ssl_context
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert context.check_hostname
 
@@ -759,7 +763,7 @@ def test_refused_base_urls(base_url: str) -> None:
 
 
 async def test_base_url_path_prefix_and_trailing_slash() -> None:
-    with respx.mock(assert_all_called=False) as router:
+    with respx.mock(assert_all_called=False, using="httpx") as router:
         route = router.get("https://proxy.example/sendblue/api/status").mock(
             return_value=httpx.Response(200, json=payload())
         )

@@ -365,9 +365,13 @@ class SendblueProvider(BaseProvider):
             "accept": "application/json",
         }
         if http_client is None:
+            from msgstatus._transports._httpx import PoolTransport
+
             http_client = httpx.AsyncClient(
                 timeout=self._timeout,
-                limits=_LIMITS,
+                # msgstatus's keep-alive pool (TLS verified with certifi's CA bundle, as httpx's
+                # own transport does); _LIMITS' 100 connections bound it.
+                transport=PoolTransport(max_connections=_LIMITS.max_connections or 100),
                 follow_redirects=False,
                 headers={"user-agent": f"msgstatus/{__version__}"},
             )

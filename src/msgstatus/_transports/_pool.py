@@ -32,6 +32,7 @@ __all__ = [
     "ReadTimedOut",
     "Response",
     "TLSFailed",
+    "WriteTimedOut",
 ]
 
 _READ_SIZE = 65536
@@ -66,6 +67,10 @@ class ConnectionLost(PoolError):
         self.before_response = before_response
 
 
+class WriteTimedOut(PoolError):
+    """Sending the request took longer than the write timeout."""
+
+
 class BodyTooLarge(PoolError):
     """The response body is longer than the caller's limit (the connection is closed)."""
 
@@ -91,12 +96,13 @@ class Response:
 class Connection:
     """One HTTP/1.1 connection; one request at a time."""
 
-    __slots__ = ("_h11", "origin", "reused", "stream")
+    __slots__ = ("_got_bytes", "_h11", "origin", "reused", "stream")
 
     def __init__(self, origin: Origin, stream: anyio.abc.ByteStream) -> None:
         self.origin = origin
         self.stream = stream
         self.reused = False
+        self._got_bytes = False
         self._h11 = h11.Connection(our_role=h11.CLIENT)
 
     def dropped(self) -> bool:
@@ -128,7 +134,34 @@ class Connection:
         """Send a request and read the whole response. The request's bytes are written before
         the first checkpoint. Raises ConnectionLost, ReadTimedOut or BodyTooLarge; after any
         exception the connection must be closed."""
+        status, response_headers = await self.start(
+            method, target, headers, body, read_timeout=read_timeout
+        )
+        chunks: list[bytes] = []
+        size = 0
+        while (chunk := await self.next_chunk(read_timeout)) is not None:
+            size += len(chunk)
+            if size > max_body:
+                raise BodyTooLarge(f"the response body is over {max_body} bytes")
+            chunks.append(chunk)
+        return Response(status, response_headers, b"".join(chunks))
+
+    async def start(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        read_timeout: float,
+        write_timeout: float | None = None,
+    ) -> tuple[int, Sequence[tuple[bytes, bytes]]]:
+        """Send a request and read the head of its (final) response: status and headers. Read
+        the body with :meth:`next_chunk`. The request's bytes are written before the first
+        checkpoint. Raises ConnectionLost or ReadTimedOut (WriteTimedOut with ``write_timeout``);
+        after any exception the connection must be closed."""
         conn = self._h11
+        self._got_bytes = False
         try:
             data = conn.send(h11.Request(method=method, target=target, headers=headers))
             if body:
@@ -137,64 +170,74 @@ class Connection:
         except h11.LocalProtocolError as exc:
             raise PoolError(f"the request cannot be sent as HTTP/1.1 ({exc})") from None
         try:
-            await self.stream.send(data)
+            if write_timeout is None:
+                await self.stream.send(data)
+            else:
+                with anyio.fail_after(write_timeout):
+                    await self.stream.send(data)
+        except TimeoutError:
+            raise WriteTimedOut(f"could not send the request within {write_timeout:g} s") from None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise ConnectionLost(
                 f"the connection broke while sending ({type(exc).__name__})", before_response=True
             ) from None
-        status = 0
-        response_headers: Sequence[tuple[bytes, bytes]] = ()
-        chunks: list[bytes] = []
-        size = 0
-        got_bytes = False
+        while True:
+            event = await self._next_event(read_timeout)
+            if isinstance(event, h11.Response):
+                return event.status_code, event.headers
+            if isinstance(event, h11.ConnectionClosed):
+                raise ConnectionLost(
+                    "the server closed the connection without a response",
+                    before_response=not self._got_bytes,
+                )
+            # InformationalResponse (1xx): keep reading for the final response.
+
+    async def next_chunk(self, read_timeout: float) -> bytes | None:
+        """The next piece of the response body, or None at its end (then the connection is
+        ready for its next request if the server keeps it alive)."""
+        while True:
+            event = await self._next_event(read_timeout)
+            if isinstance(event, h11.Data):
+                return bytes(event.data)
+            if isinstance(event, h11.EndOfMessage):
+                conn = self._h11
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    conn.start_next_cycle()
+                    self.reused = True
+                return None
+            if isinstance(event, h11.ConnectionClosed):  # pragma: no cover - h11 raises first
+                raise ConnectionLost("the server closed the connection mid-response")
+
+    async def _next_event(self, read_timeout: float) -> object:
+        conn = self._h11
         while True:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise ConnectionLost(
-                    f"the server broke HTTP/1.1 ({exc})", before_response=not got_bytes
+                    f"the server broke HTTP/1.1 ({exc})",
+                    before_response=not self._got_bytes,
                 ) from None
-            if event is h11.NEED_DATA:
-                try:
-                    with anyio.fail_after(read_timeout):
-                        received = await self.stream.receive(_READ_SIZE)
-                except TimeoutError:
-                    raise ReadTimedOut(
-                        f"no data from the server within {read_timeout:g} s"
-                    ) from None
-                except anyio.EndOfStream:
-                    received = b""
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                    raise ConnectionLost(
-                        f"the connection broke while reading ({type(exc).__name__})",
-                        before_response=not got_bytes,
-                    ) from None
-                got_bytes = got_bytes or bool(received)
-                try:
-                    conn.receive_data(received)
-                except h11.RemoteProtocolError as exc:  # pragma: no cover - h11 defers these
-                    raise ConnectionLost(f"the server broke HTTP/1.1 ({exc})") from None
-                continue
-            if isinstance(event, h11.Response):
-                status = event.status_code
-                response_headers = event.headers
-            elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > max_body:
-                    raise BodyTooLarge(f"the response body is over {max_body} bytes")
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                with anyio.fail_after(read_timeout):
+                    received = await self.stream.receive(_READ_SIZE)
+            except TimeoutError:
+                raise ReadTimedOut(f"no data from the server within {read_timeout:g} s") from None
+            except anyio.EndOfStream:
+                received = b""
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 raise ConnectionLost(
-                    "the server closed the connection without a response",
-                    before_response=not got_bytes,
-                )
-            # InformationalResponse (1xx): keep reading for the final response.
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            self.reused = True
-        return Response(status, response_headers, b"".join(chunks))
+                    f"the connection broke while reading ({type(exc).__name__})",
+                    before_response=not self._got_bytes,
+                ) from None
+            if received:
+                self._got_bytes = True
+            try:
+                conn.receive_data(received)
+            except h11.RemoteProtocolError as exc:  # pragma: no cover - h11 defers these
+                raise ConnectionLost(f"the server broke HTTP/1.1 ({exc})") from None
 
     async def aclose(self) -> None:
         """Close now, whatever the state, without waiting on the peer (cancellation-proof)."""
@@ -258,7 +301,21 @@ class Pool:
             return len(self._idle.get(origin, ()))
         return sum(len(idle) for idle in self._idle.values())
 
-    async def connection(self, origin: Origin) -> Connection:
+    async def acquire(self, wait: float | None = None) -> None:
+        """Take a slot (what ``async with pool.slot`` does), waiting at most ``wait`` seconds
+        (TimeoutError). Give it back with :meth:`release_slot`."""
+        if wait is None:
+            await self._semaphore.acquire()
+            return
+        with anyio.fail_after(wait):
+            await self._semaphore.acquire()
+
+    def release_slot(self) -> None:
+        self._semaphore.release()
+
+    async def connection(
+        self, origin: Origin, *, connect_timeout: float | None = None
+    ) -> Connection:
         """An idle connection to ``origin`` if one is alive (no checkpoint then), else a new one.
         Call while holding a slot."""
         idle = self._idle.get(origin)
@@ -267,11 +324,12 @@ class Pool:
             if not conn.dropped():
                 return conn
             await self.discard(conn)
-        return await self.connect(origin)
+        return await self.connect(origin, connect_timeout=connect_timeout)
 
-    async def connect(self, origin: Origin) -> Connection:
-        """A new connection to ``origin`` (TLS for https). Raises ConnectFailed, ConnectTimedOut
-        or TLSFailed. Call while holding a slot."""
+    async def connect(self, origin: Origin, *, connect_timeout: float | None = None) -> Connection:
+        """A new connection to ``origin`` (TLS for https), within ``connect_timeout`` (the
+        pool's by default). Raises ConnectFailed, ConnectTimedOut or TLSFailed. Call while
+        holding a slot."""
         if self._closed:
             raise ConnectFailed("the pool is closed")
         if self._open >= self.max_connections:
@@ -283,18 +341,20 @@ class Pool:
                     break
         self._open += 1
         try:
-            stream = await self._open_stream(origin)
+            stream = await self._open_stream(
+                origin, self.connect_timeout if connect_timeout is None else connect_timeout
+            )
         except BaseException:
             self._open -= 1
             raise
         return Connection(origin, stream)
 
-    async def _open_stream(self, origin: Origin) -> anyio.abc.ByteStream:
+    async def _open_stream(self, origin: Origin, limit: float) -> anyio.abc.ByteStream:
         context = None
         if origin.scheme == "https":
             context = self.ssl_context or ssl.create_default_context()
         try:
-            with anyio.fail_after(self.connect_timeout):
+            with anyio.fail_after(limit):
                 if context is None:
                     return await anyio.connect_tcp(origin.host, origin.port)
                 return await anyio.connect_tcp(
@@ -306,8 +366,7 @@ class Pool:
                 )
         except TimeoutError:
             raise ConnectTimedOut(
-                f"could not connect to {origin.host}:{origin.port} within "
-                f"{self.connect_timeout:g} s"
+                f"could not connect to {origin.host}:{origin.port} within {limit:g} s"
             ) from None
         except ssl.SSLError as exc:
             raise TLSFailed(
