@@ -18,7 +18,8 @@ class RawServer:
     """``mode(index)`` picks what connection number ``index`` (from 0) gets: ``"answer"``
     (200 with a Chime body, kept alive), ``"hold"`` (read the request, never answer, wait for the
     client to close), ``"trickle"`` (the head, then the body a byte every ``interval`` s),
-    ``"accept-only"`` (never read, never answer)."""
+    ``"accept-only"`` (never read, never answer), ``"canned"`` (the bytes of ``canned`` as the
+    whole response, connection kept alive)."""
 
     def __init__(
         self,
@@ -27,7 +28,9 @@ class RawServer:
         tls: ssl.SSLContext | None = None,
         interval: float = 0.05,
         trickle_bytes: int = 400,
+        canned: bytes = b"",
     ) -> None:
+        self.canned = canned
         self._mode = mode if callable(mode) else (lambda _i, m=mode: m)
         self._tls = tls
         self.interval = interval
@@ -110,6 +113,12 @@ class RawServer:
             pass
 
     def _respond(self, conn: socket.socket, mode: str, index: int) -> bool:
+        if mode == "canned":
+            try:
+                conn.sendall(self.canned)
+            except OSError:
+                return False
+            return True
         if mode == "answer":
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
