@@ -386,3 +386,35 @@ def test_the_secret_is_not_in_the_repr() -> None:
 def test_bad_configuration_is_refused(options: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"secret|max_body|max_depth"):
         SendblueWebhook(Recorder(), **options)  # type: ignore[arg-type]
+
+
+async def test_mounted_in_a_starlette_app(recorder: Recorder) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    async def health(request: object) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    receiver = SendblueWebhook(recorder, secret=SECRET)
+    app = Starlette(
+        routes=[
+            Route("/health", health),
+            # An exact path: Route takes an ASGI app as its endpoint.
+            Route("/webhooks/sendblue", receiver, methods=["POST"]),
+            # Or mounted (Starlette redirects the path without its slash: give Sendblue the
+            # URL with it).
+            Mount("/mounted", app=receiver),
+        ]
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://app"
+    ) as client:
+        assert (await client.get("/health")).text == "ok"
+        response = await client.post("/webhooks/sendblue", json=body(), headers=signed())
+        assert response.status_code == 200
+        mounted = await client.post("/mounted/", json=body("READ"), headers=signed())
+        assert mounted.status_code == 200
+        refused = await client.post("/mounted/", json=body(), headers={})
+        assert refused.status_code == 401
+    assert [r.status for r in recorder.results] == [MessageStatus.DELIVERED, MessageStatus.READ]
