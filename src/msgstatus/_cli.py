@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import os
@@ -12,12 +13,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import partial
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 
 from msgstatus import (
     Ledger,
+    InvalidHandleError,
     MessageStatusProvider,
     MsgStatusError,
     ResendAction,
@@ -39,8 +41,12 @@ configuration (environment):
   A provider without configuration is not registered: its handles fail with a message naming
   the variables to set. Secrets are never printed, also not with --debug.
 
-exit codes: 0 success; 1 a lookup failed (get) or a message did not become final (watch);
-  2 bad usage or input.
+exit codes: 0 success; 1 a lookup failed (get, watch) or a message did not become final
+  (watch); 2 bad usage or input: a malformed handle, a provider that is not configured, a file
+  that is empty, binary or unreadable.
+
+Try it without credentials: run 'msgstatus emulate' in one terminal and paste the export lines
+it prints into another.
 
 ledger (check --ledger, ledger show, reconcile, listen): --ledger URL, else $MSGSTATUS_LEDGER_URL,
   else sqlite:///msgstatus-ledger.sqlite3 in the current directory; postgresql://... needs
@@ -72,14 +78,19 @@ class UsageError(Exception):
 
 
 def providers_from_env(env: Mapping[str, str]) -> list[MessageStatusProvider]:
-    """The providers the environment configures; the others are simply not registered."""
-    from msgstatus import ChimeProvider, SendblueProvider
+    """The providers the environment configures (each through its own ``from_env()``); the
+    others are simply not registered. Raises UsageError for configuration a provider refuses."""
+    from msgstatus import AuthenticationError, ChimeProvider, SendblueProvider
 
     providers: list[MessageStatusProvider] = []
-    if env.get("SENDBLUE_API_KEY") and env.get("SENDBLUE_API_SECRET"):
+    # Not configured: its handles fail with a message naming the variables to set.
+    with contextlib.suppress(AuthenticationError):
         providers.append(SendblueProvider.from_env())
     if _aws_region_configured(env):
-        providers.append(ChimeProvider(bearer=env.get("MSGSTATUS_CHIME_BEARER") or None))
+        try:
+            providers.append(ChimeProvider.from_env())
+        except InvalidHandleError as exc:
+            raise UsageError(exc.message) from None
     return providers
 
 
@@ -117,7 +128,21 @@ def _explain(error: MsgStatusError) -> str:
 
 
 def _short(text: str, width: int = _MAX_HANDLE_COLUMN) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
+    """``text`` cut to ``width`` in the middle: the end of a handle is what tells two apart
+    (a Chime handle's message id comes after its long channel ARN)."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) // 3
+    return text[:head] + "..." + text[len(text) - (width - 3 - head) :]
+
+
+def _input_error(error: BaseException) -> bool:
+    """A malformed handle or an unconfigured provider: bad input (exit 2), not a failed lookup."""
+    return isinstance(error, (InvalidHandleError, UnknownProviderError))
+
+
+def _handle_cell(text: str, full: bool) -> str:
+    return text if full else _short(text)
 
 
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -132,10 +157,10 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
 _RESULT_HEADER = ("PROVIDER", "HANDLE", "STATUS", "RAW", "FINAL", "DETAIL")
 
 
-def _result_row(result: StatusResult) -> tuple[str, ...]:
+def _result_row(result: StatusResult, full: bool = False) -> tuple[str, ...]:
     return (
         result.provider,
-        _short(result.handle),
+        _handle_cell(result.handle, full),
         result.status.value,
         result.provider_status or "-",
         "yes" if result.is_final else "no",
@@ -146,22 +171,52 @@ def _result_row(result: StatusResult) -> tuple[str, ...]:
 _DECISION_HEADER = ("ACTION", "STATUS", "HANDLE", "REASON")
 
 
-def _decision_row(handle: str, decision: ResendDecision) -> tuple[str, ...]:
+def _decision_row(handle: str, decision: ResendDecision, full: bool = False) -> tuple[str, ...]:
     status = decision.result.status.value if decision.result else "-"
-    return (decision.action.value, status, _short(handle), decision.reason)
+    return (decision.action.value, status, _handle_cell(handle, full), decision.reason)
 
 
-def _decision_json(handle: str, decision: ResendDecision) -> str:
-    return decision.model_dump_json() if decision.result else _with_handle(handle, decision)
+def _error_type(outcome: object) -> str | None:
+    return type(outcome).__name__ if isinstance(outcome, BaseException) else None
 
 
-def _with_handle(handle: str, decision: ResendDecision) -> str:
-    # A failed lookup has no result to carry the handle: add it so each line stands alone.
+def decision_row_json(handle: str, decision: ResendDecision, error_type: str | None) -> str:
+    """One ``check --json`` row: ``handle`` (as read), ``action``, ``reason``, ``error_type``
+    (the error's class name when the lookup failed, else null) and ``result`` (a StatusResult
+    object, or null)."""
     import json
 
-    data = decision.model_dump(mode="json")
-    data["handle"] = handle
-    return json.dumps(data)
+    row = {
+        "handle": handle,
+        "action": decision.action.value,
+        "reason": decision.reason,
+        "error_type": error_type,
+        "result": decision.result.model_dump(mode="json") if decision.result else None,
+    }
+    return json.dumps(row)
+
+
+def result_row_json(handle: str, outcome: StatusResult | MsgStatusError) -> str:
+    """One ``get --json`` row: ``handle`` (as given), ``result`` (a StatusResult object, or
+    null), ``error_type`` and ``error`` (the error's class name and message, or null)."""
+    import json
+
+    row: dict[str, object]
+    if isinstance(outcome, MsgStatusError):
+        row = {
+            "handle": handle,
+            "result": None,
+            "error_type": type(outcome).__name__,
+            "error": _explain(outcome).partition(": ")[2],
+        }
+    else:
+        row = {
+            "handle": handle,
+            "result": outcome.model_dump(mode="json"),
+            "error_type": None,
+            "error": None,
+        }
+    return json.dumps(row)
 
 
 # -- get -------------------------------------------------------------------------------------
@@ -169,20 +224,23 @@ def _with_handle(handle: str, decision: ResendDecision) -> str:
 
 async def _get(client: StatusClient, handles: Sequence[str], as_json: bool, out: TextIO) -> int:
     outcomes = await client.get_statuses(handles)
+    full = not out.isatty()
     rows: list[tuple[str, ...]] = [_RESULT_HEADER]
-    failed = 0
+    failed = bad_input = 0
     for handle, outcome in zip(handles, outcomes, strict=True):
         if isinstance(outcome, MsgStatusError):
             failed += 1
+            bad_input += _input_error(outcome)
             print(f"msgstatus: {_short(handle, 80)}: {_explain(outcome)}", file=sys.stderr)
             log.debug("lookup of %r failed", handle, exc_info=outcome)
-        elif as_json:
-            out.write(outcome.model_dump_json() + "\n")
-        else:
-            rows.append(_result_row(outcome))
+        if as_json:
+            # One row per input handle, in input order, failures included.
+            out.write(result_row_json(handle, outcome) + "\n")
+        elif not isinstance(outcome, MsgStatusError):
+            rows.append(_result_row(outcome, full))
     if not as_json and len(rows) > 1:
         _table(rows, out)
-    return 1 if failed else 0
+    return 2 if bad_input else 1 if failed else 0
 
 
 # -- check -----------------------------------------------------------------------------------
@@ -250,17 +308,20 @@ async def _check(
     counts: Counter[ResendAction] = Counter()
     rows: list[tuple[str, ...]] = [_DECISION_HEADER]
     progress = _Progress(total, sys.stderr.isatty())
+    full = not out.isatty()
+    bad_input = 0
     # Decisions are printed as lookups complete, so memory stays flat for any input size.
     async with client.iter_statuses(handles, concurrency=concurrency) as stream:
         async for handle, outcome in stream:
             decision = ResendDecision.from_outcome(outcome)
             counts[decision.action] += 1
+            bad_input += _input_error(outcome) if isinstance(outcome, BaseException) else 0
             progress.step()
             handle_text = str(handle)
             if as_json:
-                out.write(_decision_json(handle_text, decision) + "\n")
+                out.write(decision_row_json(handle_text, decision, _error_type(outcome)) + "\n")
             else:
-                rows.append(_decision_row(handle_text, decision))
+                rows.append(_decision_row(handle_text, decision, full))
                 if len(rows) >= 200:
                     _table(rows, out)
                     rows = [_DECISION_HEADER]
@@ -268,19 +329,57 @@ async def _check(
     if not as_json and len(rows) > 1:
         _table(rows, out)
     summary = ", ".join(f"{action.value} {counts[action]}" for action in ResendAction)
-    print(f"{sum(counts.values())} handles: {summary}", file=sys.stderr if as_json else out)
+    # The summary is for the person at the terminal: on stderr when stdout is a file or a pipe.
+    to_stderr = as_json or not out.isatty()
+    print(f"{sum(counts.values())} handles: {summary}", file=sys.stderr if to_stderr else out)
+    if bad_input:
+        print(
+            f"msgstatus: {bad_input} handles are malformed or name a provider that is not "
+            "configured",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
+def _binary(path: str) -> UsageError:
+    return UsageError(f"{path}: a binary file or not UTF-8 text, so not a file of handles")
+
+
 def _open_handles(path: str) -> tuple[TextIO, int | None]:
+    """The handle source and its number of handles (a CSV header and comments not counted).
+    Raises UsageError naming the file when it cannot be read, is binary or holds no handles."""
+    import io
+
     if path == "-":
-        return sys.stdin, None
+        # Standard input cannot be read twice: it is held in memory to be checked and counted.
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        if b"\x00" in raw:
+            raise _binary("standard input")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise _binary("standard input") from None
+        total = sum(1 for _ in read_handles(io.StringIO(text, newline="")))
+        if total == 0:
+            raise UsageError("standard input: no handles (the input is empty)")
+        return io.StringIO(text, newline=""), total
     try:
-        with open(path, encoding="utf-8") as counting:
-            total = sum(1 for line in counting if line.strip())
-        return open(path, encoding="utf-8", newline=""), total
+        with open(path, "rb") as probe:
+            if b"\x00" in probe.read(8192):
+                raise _binary(path)
+        with open(path, encoding="utf-8-sig", newline="") as counting:
+            total = sum(1 for _ in read_handles(counting))
+        source = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by _run
+    except UnicodeDecodeError:
+        raise _binary(path) from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    if total == 0:
+        source.close()
+        raise UsageError(f"{path}: no handles (the file is empty)")
+    return source, total
 
 
 # -- watch -----------------------------------------------------------------------------------
@@ -298,6 +397,7 @@ async def _watch_one(
     interval: float,
     out: TextIO,
     final: dict[str, bool],
+    failed: dict[str, MsgStatusError],
 ) -> None:
     last_seen: tuple[str, str | None] | None = None
     last_error = ""
@@ -307,10 +407,13 @@ async def _watch_one(
             result = await client.get_status(handle)
         except MsgStatusError as exc:
             if not exc.retryable:
+                # Said at once, and not again as "not final" at the end.
                 print(f"msgstatus: {_short(handle, 80)}: {_explain(exc)}", file=sys.stderr)
+                failed[handle] = exc
                 return
             if str(exc) != last_error:
-                print(f"{_now()}  {_short(handle)}  (retrying: {exc.message})", file=out)
+                shown = _handle_cell(handle, not out.isatty())
+                print(f"{_now()}  {shown}  (retrying: {exc.message})", file=out)
                 last_error = str(exc)
         else:
             seen = (result.status.value, result.provider_status)
@@ -319,7 +422,8 @@ async def _watch_one(
                 mark = "  final" if result.is_final else ""
                 detail = f"  {result.detail}" if result.detail else ""
                 print(
-                    f"{_now()}  {result.provider:<8}  {_short(result.handle)}  "
+                    f"{_now()}  {result.provider:<8}  "
+                    f"{_handle_cell(result.handle, not out.isatty())}  "
                     f"{result.status.value}{raw}{mark}{detail}",
                     file=out,
                     flush=True,
@@ -339,6 +443,7 @@ async def _watch(
     client: StatusClient, handles: Sequence[str], *, seconds: float, interval: float, out: TextIO
 ) -> int:
     final = dict.fromkeys(handles, False)
+    failed: dict[str, MsgStatusError] = {}
     deadline = anyio.current_time() + seconds
     with anyio.move_on_after(seconds):
         async with anyio.create_task_group() as tg:
@@ -352,12 +457,15 @@ async def _watch(
                         interval=interval,
                         out=out,
                         final=final,
+                        failed=failed,
                     )
                 )
-    pending = [h for h, done in final.items() if not done]
+    pending = [h for h, done in final.items() if not done and h not in failed]
     for handle in pending:
         print(f"msgstatus: {_short(handle, 80)}: not final after {seconds:g} s", file=sys.stderr)
-    return 1 if pending else 0
+    if any(_input_error(error) for error in failed.values()):
+        return 2
+    return 1 if pending or failed else 0
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -385,10 +493,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
+    # --debug is accepted after the subcommand too; SUPPRESS keeps an absent one from undoing a
+    # --debug given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="tracebacks and debug logging",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     get = sub.add_parser(
         "get",
+        parents=[common],
         help="look up the status of handles",
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -398,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser(
         "check",
+        parents=[common],
         help="decide for each handle whether it may be resent",
         description="Read handles (one per line, or CSV with a 'handle' column) and print the "
         "resend decision for each as its lookup completes, then a count per action.",
@@ -413,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch = sub.add_parser(
         "watch",
+        parents=[common],
         help="follow handles until their status is final",
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -427,10 +547,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "demo",
+        parents=[common],
         help="run the library against the built-in loopback emulators (no credentials)",
     )
-    _add_ledger_commands(sub)
+    _add_emulate_parser(sub, common)
+    _add_ledger_commands(sub, common)
     return parser
+
+
+def _add_emulate_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    emulate = sub.add_parser(
+        "emulate",
+        parents=[common],
+        help="serve both emulators on loopback with seeded messages, for get, check and watch",
+        description="Start the Sendblue and Chime emulators on 127.0.0.1, seed messages in each "
+        "lifecycle, print the export lines that point the CLI and the library at them, and serve "
+        "until interrupted (Ctrl-C).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    emulate.add_argument(
+        "--sendblue-port", type=int, default=0, help="port of the Sendblue emulator (default any)"
+    )
+    emulate.add_argument(
+        "--chime-port", type=int, default=0, help="port of the Chime emulator (default any)"
+    )
+    emulate.add_argument(
+        "--messages",
+        type=_positive(int),
+        default=None,
+        help="seed this many messages in all, spread over the lifecycles (default: one each)",
+    )
+    emulate.add_argument(
+        "--write-handles",
+        metavar="FILE",
+        help="write the seeded handles to FILE as CSV (handle,lifecycle), for 'msgstatus check'",
+    )
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
@@ -466,6 +617,22 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             source.close()
 
 
+def _emulate(args: argparse.Namespace, out: TextIO) -> int:
+    # Synchronous: the emulators serve from their own threads, and Ctrl-C ends the wait.
+    from msgstatus._emulate import run_emulate
+
+    try:
+        return run_emulate(
+            out,
+            sendblue_port=args.sendblue_port,
+            chime_port=args.chime_port,
+            messages=args.messages,
+            handles_file=args.write_handles,
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot serve or write: {exc.strerror or exc}") from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``msgstatus`` and ``python -m msgstatus``; returns the exit code."""
     parser = build_parser()
@@ -480,6 +647,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "listen":
         return _listen(args, out)
     try:
+        if args.command == "emulate":
+            return _emulate(args, out)
         return anyio.run(_run, args, out)
     except (UsageError, ValueError) as exc:
         # ValueError: configuration the providers refuse (e.g. a plain-http SENDBLUE_BASE_URL).
@@ -491,7 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"msgstatus: {_explain(exc)}", file=sys.stderr)
-        return 1
+        return 2 if _input_error(exc) else 1
     except KeyboardInterrupt:
         return 130
     finally:
@@ -541,16 +710,19 @@ def _add_ledger_option(parser: argparse.ArgumentParser, *, optional: bool) -> No
         )
 
 
-def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ledger = sub.add_parser("ledger", help="read the send ledger")
+def _add_ledger_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    ledger = sub.add_parser("ledger", parents=[common], help="read the send ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)
-    show = ledger_sub.add_parser("show", help="what the ledger holds for a key, and its decision")
+    show = ledger_sub.add_parser(
+        "show", parents=[common], help="what the ledger holds for a key, and its decision"
+    )
     show.add_argument("key", metavar="KEY")
     show.add_argument("--json", action="store_true", help="the entry as one JSON object")
     _add_ledger_option(show, optional=False)
 
     reconcile = sub.add_parser(
         "reconcile",
+        parents=[common],
         help="look up the ledger's in-flight attempts and record what they are now",
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -562,6 +734,7 @@ def _add_ledger_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
     listen = sub.add_parser(
         "listen",
+        parents=[common],
         help="receive Sendblue status callbacks and outbound webhooks into the ledger",
         description="Serve the Sendblue webhook receiver (uvicorn; pip install "
         "'msgstatus[server]') and record each status it receives in the ledger, one line per "

@@ -17,7 +17,11 @@ them, and never carry a secret::
     ├── ProviderUnavailableError    5xx, timeouts, connection errors                    (retried)
     ├── ProviderResponseError       a 2xx body that is not what the API promises, or about
     │                               another message
-    └── StatusWaitTimeout           wait_for_final ran out of time (also a TimeoutError)
+    ├── StatusWaitTimeout           wait_for_final ran out of time (also a TimeoutError)
+    ├── InvalidKeyError             a ledger key that is empty, too long or has control characters
+    ├── LedgerUnavailableError      the ledger's database is down or locked past its timeout
+    │                                                                                   (retryable)
+    └── ClaimLostError              a claim was taken over after its lease ran out
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "ClaimLostError",
     "HandleError",
     "InvalidHandleError",
+    "InvalidKeyError",
+    "LedgerUnavailableError",
     "MessageNotFoundError",
     "MsgStatusError",
     "PermissionDeniedError",
@@ -176,8 +183,6 @@ class StatusWaitTimeout(MsgStatusError, TimeoutError):
 
 
 # -- the send ledger ---------------------------------------------------------------------------
-
-__all__ += ["ClaimLostError", "InvalidKeyError", "LedgerUnavailableError"]
 
 
 class InvalidKeyError(MsgStatusError, ValueError):

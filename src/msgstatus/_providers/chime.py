@@ -439,7 +439,7 @@ class _ThreadCall:
                     anyio.from_thread.run_sync(self._limiters.requests.release_on_behalf_of, self)
 
 
-class ChimeProvider(base.BaseProvider[ChimeHandle]):
+class ChimeProvider(base.BaseProvider):
     """Looks up message statuses with Chime SDK Messaging's GetChannelMessageStatus.
 
     Without ``client`` it builds one boto3 ``chime-sdk-messaging`` client from ``session`` (default:
@@ -672,7 +672,9 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
         looked up later). A response without ``Status`` gives ``UNKNOWN``. Raises
         :class:`~msgstatus.ProviderResponseError` when the response has no valid channel ARN or
         message id, or a ``Status`` of the wrong shape; InvalidHandleError for a bad ``bearer``.
+        Datetimes in the response (botocore parses timestamps) become ISO 8601 strings in ``raw``.
         """
+        response = base.plain_payload(response)  # type: ignore[assignment]
         if not isinstance(response, Mapping):
             raise errors.ProviderResponseError(
                 f"a SendChannelMessage response is a dict, not {type(response).__name__}",

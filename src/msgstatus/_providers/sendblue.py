@@ -34,6 +34,7 @@ from msgstatus._providers.base import (
     check_timeout,
     most_specific,
     native_handle,
+    plain_payload,
     rule_for_http_status,
 )
 from msgstatus._retry import RetryPolicy, parse_retry_after
@@ -315,7 +316,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
 # -- the provider -----------------------------------------------------------------------------
 
 
-class SendblueProvider(BaseProvider[str]):
+class SendblueProvider(BaseProvider):
     """Looks up message statuses with Sendblue's REST API (``GET /api/status?handle=…``).
 
     One pooled ``httpx.AsyncClient`` serves every lookup; pass ``http_client`` to use your own (it
@@ -436,8 +437,11 @@ class SendblueProvider(BaseProvider[str]):
         The payload must name its message (``message_handle``); with ``handle`` given, it must
         name that one. Raises :class:`~msgstatus.ProviderResponseError` when the payload is not an
         object, names no message or another message, or has a ``status`` that is not text;
-        :class:`~msgstatus.InvalidHandleError` for a bad ``handle`` argument.
+        :class:`~msgstatus.InvalidHandleError` for a bad ``handle`` argument. The payload may be
+        the official SDK's response object (a pydantic model) or any mapping; datetimes in it
+        become ISO 8601 strings in ``raw``.
         """
+        payload = plain_payload(payload)  # type: ignore[assignment]
         if not isinstance(payload, Mapping):
             raise ProviderResponseError(
                 f"a Sendblue payload is a JSON object, not {type(payload).__name__}",

@@ -49,6 +49,8 @@ __all__ = ["ERROR_STATUS", "ChimeEmulator", "ChimeEventFeed", "ChimeState"]
 logger = logging.getLogger("msgstatus.testing.chime")
 
 _ERROR_TYPE_URI = "http://internal.amazon.com/coral/com.amazonaws.chime/"
+# Errors of AWS's front door (signature and credential checks) carry the generic Coral namespace.
+_FRONT_DOOR_URI = "http://internal.amazon.com/coral/com.amazon.coral.service/"
 _ACCOUNT = "111122223333"
 _AUTH_HEADER = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<akid>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/,\s]+)/"
@@ -64,6 +66,8 @@ _MAX_STANDARD_BYTES = 4096
 _MAX_CONTROL_BYTES = 30
 _MAX_METADATA = 1024
 _TOKEN = re.compile(r"[-_a-zA-Z0-9]{2,64}")
+# The model's StatusDetail shape: 0-256 characters.
+_MAX_DETAIL = 256
 
 #: HTTP status of each error the service model lists for the two operations (plus
 #: NotFoundException, which it lists for GetChannelMessage).
@@ -77,6 +81,32 @@ ERROR_STATUS: dict[str, int] = {
     "ServiceFailureException": 500,
     "ServiceUnavailableException": 503,
 }
+
+#: The ``Code`` member (the model's ``ErrorCode`` enum) that each modelled error's body carries;
+#: the exception name itself travels in the ``x-amzn-ErrorType`` header, which botocore reads first.
+ERROR_CODE_ENUM: dict[str, str] = {
+    "BadRequestException": "BadRequest",
+    "UnauthorizedClientException": "Unauthorized",
+    "ForbiddenException": "Forbidden",
+    "NotFoundException": "NotFound",
+    "ConflictException": "Conflict",
+    "ThrottledClientException": "Throttled",
+    "ServiceFailureException": "ServiceFailure",
+    "ServiceUnavailableException": "ServiceUnavailable",
+    "ResourceLimitExceededException": "ResourceLimitExceeded",
+}
+
+#: Errors AWS's front door answers before a request reaches Chime (all HTTP 403): no signature,
+#: a malformed ``Authorization`` header, an access key AWS does not know, a wrong signature (or
+#: region, or an expired one). Their bodies carry only a ``message``.
+FRONT_DOOR_ERRORS: frozenset[str] = frozenset(
+    {
+        "MissingAuthenticationTokenException",
+        "IncompleteSignatureException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +168,13 @@ def _checked_steps(steps: Steps) -> tuple[list[tuple[float, ChimeState]], float 
     for index, (offset, state) in enumerate(checked):
         if not isinstance(state.value, str):
             raise ValueError(f"a state's value must be a string, not {state.value!r}")
+        if state.detail is not None and (
+            not isinstance(state.detail, str) or len(state.detail) > _MAX_DETAIL
+        ):
+            raise ValueError(
+                f"a state's detail is a string of at most {_MAX_DETAIL} characters (the model's "
+                "StatusDetail)"
+            )
         if state.value == "DENIED":
             if index != len(checked) - 1:
                 raise ValueError("DENIED must be the last step: Chime deletes denied messages")
@@ -146,11 +183,20 @@ def _checked_steps(steps: Steps) -> tuple[list[tuple[float, ChimeState]], float 
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    body = json.dumps({"Code": code, "Message": message}).encode()
+    if code in FRONT_DOOR_ERRORS:
+        body = json.dumps({"message": message}).encode()
+        uri = _FRONT_DOOR_URI
+    else:
+        fields = {"Message": message}
+        enum_value = ERROR_CODE_ENUM.get(code)
+        if enum_value is not None:
+            fields = {"Code": enum_value, "Message": message}
+        body = json.dumps(fields).encode()
+        uri = _ERROR_TYPE_URI
     return Response.json(
         status,
         body,
-        [("x-amzn-ErrorType", f"{code}:{_ERROR_TYPE_URI}"), ("x-amzn-RequestId", _request_id())],
+        [("x-amzn-ErrorType", f"{code}:{uri}"), ("x-amzn-RequestId", _request_id())],
     )
 
 
@@ -175,8 +221,13 @@ def _bad_request(message: str) -> _RequestError:
     return _RequestError(400, "BadRequestException", message)
 
 
-def _unauthorized(message: str) -> _RequestError:
-    return _RequestError(401, "UnauthorizedClientException", message)
+def _front_door(code: str, message: str) -> _RequestError:
+    # As AWS answers a request that fails its signature checks: 403, before Chime sees it.
+    return _RequestError(403, code, message)
+
+
+def _bad_signature(message: str) -> _RequestError:
+    return _front_door("InvalidSignatureException", message)
 
 
 def _hmac(key: bytes, text: str) -> bytes:
@@ -252,8 +303,9 @@ class ChimeEmulator(_ChimeFeeds, LoopbackServer):
         access_key_id: str = "AKIDEMULATOR",
         secret_access_key: str = "emulator-secret",  # noqa: S107 - a test double's default
         region: str = "us-east-1",
-        latency: float = 0.0,
+        latency: float | None = None,
         denied_retention: float = 0.0,
+        store_transient: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -263,12 +315,16 @@ class ChimeEmulator(_ChimeFeeds, LoopbackServer):
         self.region = region
         #: Seconds a DENIED message is still served before it is deleted (Chime keeps none).
         self.denied_retention = denied_retention
+        #: Whether NON_PERSISTENT and CONTROL messages can be looked up after the send. Chime's
+        #: documentation says neither is stored, so by default they are not (a lookup answers
+        #: NotFoundException); what the live service answers has not been verified.
+        self.store_transient = store_transient
         #: Exceptions raised inside the emulator (a channel-flow function that failed, say); each
         #: one was answered with a 500 ServiceFailureException.
         self.errors: list[BaseException] = []
         self._messages: dict[tuple[str, str], _Message] = {}
         self._flows: dict[str, Flow] = {}
-        self._sent: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._sent: dict[tuple[str, str, str], tuple[tuple[object, ...], dict[str, Any]]] = {}
         self._state_lock = threading.Lock()
         self._wrong_shapes = 0
         self._errors: list[_QueuedError] = []
@@ -599,16 +655,31 @@ class ChimeEmulator(_ChimeFeeds, LoopbackServer):
                 _check_id(sub_channel_id, "SubChannelId")
             except InvalidHandleError as exc:
                 raise _bad_request(exc.message) from exc
+        # What the idempotency token stands for: the same token with other content is a conflict.
+        fingerprint = (content, kind, persistence, metadata, sub_channel_id)
         with self._state_lock:
             known = self._sent.get((channel_arn, bearer, token))
             flow = self._flows.get(channel_arn)
         if known is not None:
+            known_fingerprint, known_response = known
+            if known_fingerprint != fingerprint:
+                raise _RequestError(
+                    409,
+                    "ConflictException",
+                    "The ClientRequestToken was already used for a different request "
+                    "(content, type, persistence, metadata or sub-channel).",
+                )
             # The idempotency token: the same request again is the same message.
-            return _ok(201, known)
+            return _ok(201, known_response)
         steps = flow(content) if callable(flow) else flow
         checked = _checked_steps(steps if steps is not None else [(0.0, "SENT")])
         message_id = uuid.uuid4().hex
-        message = self._store(channel_arn, message_id, bearer, sub_channel_id, content, checked)
+        message = self._new_message(
+            channel_arn, message_id, bearer, sub_channel_id, content, checked
+        )
+        stored = self.store_transient or (kind == "STANDARD" and persistence == "PERSISTENT")
+        if stored:
+            self._keep(message)
         response: dict[str, Any] = {
             "ChannelArn": channel_arn,
             "MessageId": message_id,
@@ -617,7 +688,7 @@ class ChimeEmulator(_ChimeFeeds, LoopbackServer):
         if sub_channel_id is not None:
             response["SubChannelId"] = sub_channel_id
         with self._state_lock:
-            self._sent[(channel_arn, bearer, token)] = response
+            self._sent[(channel_arn, bearer, token)] = (fingerprint, response)
         # A flow that denies at once: the message is gone before the response is out.
         self._current(channel_arn, message_id)
         return _ok(201, response)
@@ -625,42 +696,54 @@ class ChimeEmulator(_ChimeFeeds, LoopbackServer):
     # -- SigV4 -------------------------------------------------------------------------------
 
     def _check_signature(self, request: Request, raw_path: str, raw_query: str) -> None:
-        """Recompute the request's SigV4 signature as AWS does; raise 401 when it differs."""
+        """Recompute the request's SigV4 signature as AWS does; raise AWS's front-door 403 errors
+        (``MissingAuthenticationTokenException``, ``IncompleteSignatureException``,
+        ``UnrecognizedClientException``, ``InvalidSignatureException``) when it fails."""
         headers = request.headers
         authorization = headers.get("authorization")
         if not authorization:
-            raise _unauthorized("Missing Authentication Token: the request is not signed.")
+            raise _front_door("MissingAuthenticationTokenException", "Missing Authentication Token")
         match = _AUTH_HEADER.fullmatch(authorization.strip())
         if match is None:
-            raise _unauthorized("The Authorization header is not an AWS4-HMAC-SHA256 signature.")
+            raise _front_door(
+                "IncompleteSignatureException",
+                "The Authorization header is not a complete AWS4-HMAC-SHA256 signature "
+                "(Credential, SignedHeaders and Signature are required).",
+            )
         if not hmac.compare_digest(match["akid"], self.access_key_id):
-            raise _unauthorized("The security token included in the request is invalid.")
+            raise _front_door(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            )
         if match["region"] != self.region or match["service"] != "chime":
-            raise _unauthorized(
-                f"Credential should be scoped to region '{self.region}' and service 'chime'."
+            raise _bad_signature(
+                f"Credential should be scoped to a valid region and service: "
+                f"'{self.region}' and 'chime', not '{match['region']}' and '{match['service']}'."
             )
         amz_date = headers.get("x-amz-date", "")
         try:
             signed_at = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
         except ValueError as exc:
-            raise _unauthorized("X-Amz-Date is missing or malformed.") from exc
+            raise _front_door(
+                "IncompleteSignatureException", "X-Amz-Date is missing or malformed."
+            ) from exc
         if not amz_date.startswith(match["date"]):
-            raise _unauthorized("The credential scope's date is not the request's date.")
+            raise _bad_signature("The credential scope's date is not the request's date.")
         if abs(time.time() - signed_at) > _MAX_CLOCK_SKEW:
-            raise _unauthorized("Signature expired: the request is more than 15 minutes old.")
+            raise _bad_signature("Signature expired: the request is more than 15 minutes old.")
         signed = match["signed"].split(";")
         if "host" not in signed or "x-amz-date" not in signed or signed != sorted(set(signed)):
-            raise _unauthorized("SignedHeaders must be sorted and include host and x-amz-date.")
+            raise _bad_signature("SignedHeaders must be sorted and include host and x-amz-date.")
         canonical_headers = []
         for name in signed:
             if name not in headers:
-                raise _unauthorized(f"The signed header {name} is missing.")
+                raise _bad_signature(f"The signed header {name} is missing.")
             canonical_headers.append(f"{name}:{' '.join(headers[name].split())}\n")
         payload_hash = hashlib.sha256(request.body).hexdigest()
         declared = headers.get("x-amz-content-sha256")
         if declared is not None and declared != payload_hash:
             if declared != _UNSIGNED_PAYLOAD:
-                raise _unauthorized("x-amz-content-sha256 does not match the request body.")
+                raise _bad_signature("x-amz-content-sha256 does not match the request body.")
             payload_hash = declared
         pairs = []
         for pair in raw_query.split("&") if raw_query else []:
@@ -691,7 +774,7 @@ class ChimeEmulator(_ChimeFeeds, LoopbackServer):
             signing_key = _hmac(signing_key, part)
         expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, match["signature"]):
-            raise _unauthorized(
+            raise _bad_signature(
                 "The request signature we calculated does not match the signature you provided."
             )
 
@@ -741,17 +824,36 @@ class ChimeEmulator(_ChimeFeeds, LoopbackServer):
         content: str,
         checked: tuple[list[tuple[float, ChimeState]], float | None],
     ) -> _Message:
+        message = self._new_message(
+            channel_arn, message_id, sender, sub_channel_id, content, checked
+        )
+        self._keep(message)
+        return message
+
+    def _new_message(
+        self,
+        channel_arn: str,
+        message_id: str,
+        sender: str,
+        sub_channel_id: str | None,
+        content: str,
+        checked: tuple[list[tuple[float, ChimeState]], float | None],
+    ) -> _Message:
         steps, denied_at = checked
         # Through a lambda, so that assigning emulator.clock later still drives this lifecycle.
         lifecycle = Lifecycle(steps, lambda: self.clock())
         message = _Message(
             channel_arn, message_id, sender, sub_channel_id, content, lifecycle, denied_at
         )
-        with self._state_lock:
-            self._messages.pop((channel_arn, message_id), None)
-            self._messages[(channel_arn, message_id)] = message
+        # Every message a sender's websocket hears of, kept or not (non-persistent, denied).
         self._record_for_feeds(message)
         return message
+
+    def _keep(self, message: _Message) -> None:
+        key = (message.channel_arn, message.message_id)
+        with self._state_lock:
+            self._messages.pop(key, None)
+            self._messages[key] = message
 
     def _current(self, channel_arn: str, message_id: str) -> _Message | None:
         """The stored message, after deleting it if it was denied long enough ago."""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import anyio.abc
@@ -68,6 +68,28 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
         f"{moment.microsecond // 1000:03d}Z"
     )
+
+
+@dataclass
+class _Refusal:
+    # A quota refusal scripted for one recipient (see SendblueEmulator.refuse_recipient).
+    error_key: str
+    error_code: int
+    error_message: str
+    remaining: int | None
+
+
+#: Fields of a send request that the emulator copies into the message, as Sendblue does.
+_ECHOED_SEND_FIELDS = (
+    "content",
+    "from_number",
+    "media_url",
+    "send_style",
+    "seat_id",
+    "reply_to",
+    "app_card",
+    "status_callback",
+)
 
 
 def _error_body(message: str) -> bytes:
@@ -272,7 +294,7 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
         api_key: str = "test-key",
         api_secret: str = "test-secret",  # noqa: S107 - a test double's well-known default
         *,
-        latency: float = 0.0,
+        latency: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -287,6 +309,10 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
         self._scripts: dict[str, StepsArg] = {}
         self._messages_lock = threading.Lock()
         self._wrong_shapes = 0
+        self._refusals: dict[str, _Refusal] = {}
+        #: Seats a send may name in ``seat_id`` (seat id -> the email Sendblue fills in as
+        #: ``sender_email``); a send naming another seat is refused with 400, as Sendblue does.
+        self.seats: dict[str, str] = {"seat-emulator": "rep@example.com"}
         self._callbacks_init()
 
     # -- what tests call ---------------------------------------------------------------------
@@ -342,6 +368,45 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
         with self._messages_lock:
             self._scripts[number] = steps
 
+    def refuse_recipient(
+        self,
+        number: str,
+        error_key: str = "LINE_HOURLY_LIMIT_REACHED",
+        *,
+        error_code: int = 429,
+        error_message: str | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Refuse sends to ``number`` for a quota, as Sendblue does: HTTP 400 with
+        ``status: "ERROR"``, ``error_code`` (429) and ``error_key`` (``LINE_HOURLY_LIMIT_REACHED``,
+        ``LINE_DAILY_LIMIT_REACHED``, ``PRE_REPLY_LIMIT_REACHED``, …); nothing is sent. The next
+        ``times`` sends (``None``: every send until :meth:`clear_refusals`) are refused.
+
+        Raises ``ValueError`` for ``times < 1``.
+        """
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1 (or None)")
+        text = error_message or f"The message was not sent: {error_key}"
+        with self._messages_lock:
+            self._refusals[number] = _Refusal(error_key, error_code, text, times)
+
+    def clear_refusals(self, number: str | None = None) -> None:
+        """End the refusals of ``number`` (default: of every recipient)."""
+        with self._messages_lock:
+            if number is None:
+                self._refusals.clear()
+            else:
+                self._refusals.pop(number, None)
+
+    def _take_refusal(self, number: str) -> _Refusal | None:
+        with self._messages_lock:
+            refusal = self._refusals.get(number)
+            if refusal is not None and refusal.remaining is not None:
+                refusal.remaining -= 1
+                if refusal.remaining <= 0:
+                    del self._refusals[number]
+            return refusal
+
     @property
     def default_send_steps(self) -> StepsArg:
         """Lifecycle of a sent message whose number has no script of its own (default
@@ -393,7 +458,17 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
             if request.method != "POST":
                 return Response.json(405, _error_body("Method not allowed"))
             return self._send_message(request)
-        return Response.json(404, _error_body("Not found"))
+        return self._not_served(request)
+
+    @staticmethod
+    def _not_served(request: Request) -> Response:
+        # Not a 404: a client (or a test) must not read "this endpoint is not emulated" as "no
+        # such message". 501 with x-should-retry: false, which the official SDK obeys.
+        message = (
+            f"the Sendblue emulator does not serve {request.method} {request.path}: it serves "
+            "GET /api/status and POST /api/send-message"
+        )
+        return Response.json(501, _error_body(message), [("x-should-retry", "false")])
 
     def _authorized(self, request: Request) -> bool:
         headers = request.headers
@@ -417,27 +492,35 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
     def _send_message(self, request: Request) -> Response:
         if not self._authorized(request):
             return Response.json(401, _error_body("Unauthorized: check your API key and secret"))
-        try:
-            body = json.loads(request.body)
-        except ValueError:
-            return Response.json(400, _error_body("the request body must be JSON"))
-        if not isinstance(body, dict):
+        body = _send_body(request)
+        if body is None:
             return Response.json(400, _error_body("the request body must be a JSON object"))
         number = body.get("number")
         if not isinstance(number, str) or not number.startswith("+") or not number[1:].isdigit():
             return Response.json(400, _error_body("number must be an E.164 phone number"))
-        if not (body.get("content") or body.get("media_url")):
-            return Response.json(400, _error_body("content or media_url is required"))
-        fields = {
-            name: body[name]
-            for name in ("content", "from_number", "media_url", "send_style")
-            if body.get(name) is not None
-        }
+        if not (body.get("content") or body.get("media_url") or body.get("app_card")):
+            return Response.json(400, _error_body("content, media_url or app_card is required"))
+        for name in ("app_card", "reply_to"):
+            if body.get(name) is not None and not isinstance(body[name], dict):
+                return Response.json(400, _error_body(f"{name} must be an object"))
+        reply_to = body.get("reply_to")
+        if reply_to is not None and not isinstance(reply_to.get("message_handle"), str):
+            return Response.json(400, _error_body("reply_to.message_handle is required"))
+        fields = {name: body[name] for name in _ECHOED_SEND_FIELDS if body.get(name) is not None}
+        seat_id = body.get("seat_id")
+        if seat_id is not None:
+            sender_email = self.seats.get(seat_id) if isinstance(seat_id, str) else None
+            if sender_email is None:
+                return Response.json(400, _error_body(f"seat {seat_id!r} not found"))
+            fields["sender_email"] = sender_email
         fields["number"] = number
         callback = body.get("status_callback")
         refusal = self._refuse_callback(callback)
         if refusal is not None:
             return refusal
+        refusal = self._take_refusal(number)
+        if refusal is not None:
+            return self._refused_send(fields, refusal)
         with self._messages_lock:
             steps = self._scripts.get(number, self.default_send_steps)
         handle = str(uuid.uuid4())
@@ -445,6 +528,13 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
         if callback is not None:
             self._watch_callbacks(handle, message, callback)
         return Response.json(200, message.lifecycle.steps[0][1])
+
+    def _refused_send(self, fields: dict[str, Any], refusal: _Refusal) -> Response:
+        # The refused message is recorded (a lookup answers the same ERROR with its error_key),
+        # but it was not sent.
+        state = SendblueState("ERROR", refusal.error_code, refusal.error_key, refusal.error_message)
+        message = self._store(str(uuid.uuid4()), [(0.0, state)], fields)
+        return Response.json(400, message.lifecycle.steps[0][1])
 
     # -- faults in Sendblue's words ------------------------------------------------------------
 
@@ -492,6 +582,9 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
                 error_message=state.error_message,
                 date_updated=_iso(created + timedelta(seconds=offset)),
             )
+            if state.status.strip().upper() == "RECEIVED" and "is_outbound" not in fields:
+                # RECEIVED is a message someone sent to the account's number.
+                payload["is_outbound"] = False
             rendered.append((offset, json.dumps(payload).encode()))
         # Through a lambda, so that assigning emulator.clock later still drives this lifecycle.
         message = _Message(dict(fields), created, Lifecycle(rendered, lambda: self.clock()))
@@ -522,3 +615,19 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
         }
         payload.update(fields)
         return payload
+
+
+def _send_body(request: Request) -> dict[str, Any] | None:
+    """A send's fields: a JSON object, or a form-encoded body (as Sendblue's curl examples send)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            text = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return dict(parse_qsl(text, keep_blank_values=True))
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
