@@ -18,8 +18,8 @@ from typing import Any, TextIO
 import anyio
 
 from msgstatus import (
-    Ledger,
     InvalidHandleError,
+    Ledger,
     MessageStatusProvider,
     MsgStatusError,
     ResendAction,

@@ -515,9 +515,9 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
             fields["sender_email"] = sender_email
         fields["number"] = number
         callback = body.get("status_callback")
-        refusal = self._refuse_callback(callback)
-        if refusal is not None:
-            return refusal
+        callback_refused = self._refuse_callback(callback)
+        if callback_refused is not None:
+            return callback_refused
         refusal = self._take_refusal(number)
         if refusal is not None:
             return self._refused_send(fields, refusal)
