@@ -31,6 +31,8 @@ from msgstatus._providers import base
 from msgstatus._providers.base import ErrorRule, TypedHandle
 from msgstatus._retry import RetryPolicy, parse_retry_after
 from msgstatus._status import MessageStatus, StatusResult
+from msgstatus._transports._botocore import BotocoreExchange, unsupported_reason
+from msgstatus._transports._pool import Pool
 
 if TYPE_CHECKING:
     import boto3
@@ -391,9 +393,11 @@ class _Limiters:
 
 
 class _ThreadCall:
-    """One botocore call in a worker thread, which the caller may give up on (deadline,
-    cancellation) without giving up its concurrency token: the token goes back only when the
-    call has really ended, so ``max_concurrency`` bounds the requests in flight."""
+    """The fallback path, for clients the pool does not serve (a proxy, a client certificate,
+    an object that is not a botocore client): one botocore call in a worker thread, which the
+    caller may give up on (deadline, cancellation) without giving up its concurrency token: the
+    token goes back only when the call has really ended, so ``max_concurrency`` bounds the
+    requests in flight."""
 
     def __init__(self, function: Any, limiters: _Limiters) -> None:
         self._function = function
@@ -448,8 +452,13 @@ class ChimeProvider(base.BaseProvider):
     with ``region_name`` and ``endpoint_url`` if given,
     botocore's retries off (``retry`` is the only retry layer), ``max_concurrency`` pooled
     connections and the given timeouts; ``aclose`` closes it. A ``client`` you pass is used as it
-    is and stays open. ``bearer`` is the default sender ARN for handles without one. Calls run in
-    worker threads, at most ``max_concurrency`` at once.
+    is and stays open. ``bearer`` is the default sender ARN for handles without one.
+
+    The client builds, signs and parses each request in the event loop; the bytes go over
+    msgstatus's own HTTP/1.1 keep-alive pool (one per event loop, at most ``max_concurrency``
+    requests and connections, with the client's timeouts and TLS settings). A client configured
+    with a proxy or a client certificate (or an object that is not a botocore client) is called
+    in worker threads instead, at most ``max_concurrency`` at once.
 
     Raises ``ValueError`` when no region is configured, the AWS configuration cannot be read, the
     endpoint is plain ``http://`` to a host that is not loopback, or an argument is out of range,
@@ -541,6 +550,10 @@ class ChimeProvider(base.BaseProvider):
         # anyio limiters belong to one event loop, and a provider may be built outside any loop
         # and used from several (asyncio, trio, a SyncStatusClient's thread): one per loop.
         self._limiter: RunVar[_Limiters] = RunVar(f"msgstatus.chime.{id(self)}")
+        self._pools: RunVar[Pool] = RunVar(f"msgstatus.chime.pool.{id(self)}")
+        self._exchange: BotocoreExchange | None = None
+        if unsupported_reason(self._client) is None:
+            self._exchange = BotocoreExchange(self._client, "get_channel_message_status")
         # botocore's read timeout bounds each socket read, not the response: a server that
         # trickles bytes could hold a lookup for ever. One attempt gets connect + read + 1 s.
         config = getattr(getattr(self._client, "meta", None), "config", None)
@@ -622,6 +635,20 @@ class ChimeProvider(base.BaseProvider):
             f"endpoint_url={getattr(meta, 'endpoint_url', None)!r}, "
             f"max_concurrency={getattr(self, 'max_concurrency', None)})"
         )
+
+    async def aclose(self) -> None:
+        """Close this event loop's connection pool, and the boto3 client if this provider built
+        it (a client passed in stays open). Calling it again does nothing; a lookup afterwards
+        raises an error."""
+        if self._exchange is not None and not self.closed:
+            self._exchange.close()
+            try:
+                pool = self._pools.get()
+            except (LookupError, RuntimeError):
+                pass
+            else:
+                await pool.aclose()
+        await super().aclose()
 
     async def _close_client(self) -> None:
         self._client.close()
@@ -733,13 +760,7 @@ class ChimeProvider(base.BaseProvider):
         if target.sub_channel_id is not None:
             params["SubChannelId"] = target.sub_channel_id
         try:
-            limiters = self._limiter.get()
-        except LookupError:
-            limiters = _Limiters(self.max_concurrency)
-            self._limiter.set(limiters)
-        call = _ThreadCall(partial(self._client.get_channel_message_status, **params), limiters)
-        try:
-            response = await call.run(self._deadline)
+            response = await self._call(params)
         except TimeoutError as exc:
             raise errors.ProviderUnavailableError(
                 f"Chime did not answer within {self._deadline:g} s",
@@ -759,6 +780,22 @@ class ChimeProvider(base.BaseProvider):
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("GetChannelMessageStatus %r -> %s", canonical, result.provider_status)
         return result
+
+    async def _call(self, params: dict[str, str]) -> Mapping[str, object]:
+        if self._exchange is not None:
+            try:
+                pool = self._pools.get()
+            except LookupError:
+                pool = self._exchange.new_pool(self.max_concurrency)
+                self._pools.set(pool)
+            return await self._exchange.call(pool, params, self._deadline)
+        try:
+            limiters = self._limiter.get()
+        except LookupError:
+            limiters = _Limiters(self.max_concurrency)
+            self._limiter.set(limiters)
+        call = _ThreadCall(partial(self._client.get_channel_message_status, **params), limiters)
+        return await call.run(self._deadline)
 
     def _normalize(
         self, payload: dict[str, Any], canonical: str, *, status_required: bool
