@@ -12,6 +12,7 @@ import pytest
 
 from msgstatus import (
     MessageStatus,
+    SendblueProvider,
     SendblueWebhook,
     SendClaim,
     SQLiteLedger,
@@ -418,3 +419,12 @@ async def test_mounted_in_a_starlette_app(recorder: Recorder) -> None:
         refused = await client.post("/mounted/", json=body(), headers={})
         assert refused.status_code == 401
     assert [r.status for r in recorder.results] == [MessageStatus.DELIVERED, MessageStatus.READ]
+
+
+def test_a_webhook_that_is_no_message_status_normalizes_to_none() -> None:
+    typing = {"number": "+19998887777", "is_typing": True}
+    assert SendblueProvider.result_from_webhook(typing) is None
+    body = {"message_handle": "m-1", "status": "DELIVERED"}
+    result = SendblueProvider.result_from_webhook(body)
+    assert result is not None
+    assert result.handle == "sendblue:m-1"

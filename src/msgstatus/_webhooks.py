@@ -29,7 +29,6 @@ from msgstatus.errors import MsgStatusError
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_MAX_DEPTH",
-    "Ignored",
     "OnResult",
     "PushReceiver",
     "secrets_match",
@@ -48,11 +47,6 @@ Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 #: What a receiver hands each result to: the ledger's ``observe``, a client's ``observe``, a queue.
 OnResult: TypeAlias = Callable[[StatusResult], Awaitable[object]]
-
-
-class Ignored(Exception):
-    """Raised by a normalizer for a valid payload that is no message status (answered 200, nothing
-    handed over); the message says what it was."""
 
 
 class _BadInput(Exception):
@@ -125,7 +119,8 @@ async def _respond(send: Send, status: int, body: dict[str, object] | None) -> N
 class PushReceiver:
     """An ASGI application that turns pushed payloads into :class:`StatusResult` values and hands
     them to ``on_result``. ``normalize`` is the provider's payload normalizer: it returns the
-    result, raises :class:`Ignored` for a payload that is no status, and raises
+    result, returns None for a valid payload that is no message status (answered 200, nothing
+    handed over), and raises
     :class:`~msgstatus.MsgStatusError` (or ``ValueError``) for one it refuses.
 
     ``secret_header`` names the request header that carries the shared secret; with ``secret``
@@ -140,7 +135,7 @@ class PushReceiver:
         self,
         on_result: OnResult,
         *,
-        normalize: Callable[[Any], StatusResult],
+        normalize: Callable[[Any], StatusResult | None],
         secret: str | None,
         secret_header: str,
         max_body: int = DEFAULT_MAX_BODY,
@@ -197,16 +192,16 @@ class PushReceiver:
             payload = self._decode(body)
             try:
                 result = self._normalize(payload)
-            except Ignored as exc:
-                logger.info("%s push ignored: %s", self.provider, exc)
-                await _respond(send, 200, {"ok": True, "ignored": str(exc)})
-                return
             except (MsgStatusError, ValueError) as exc:
                 message = exc.message if isinstance(exc, MsgStatusError) else str(exc)
                 raise _BadInput(message) from exc
         except _BadInput as exc:
             logger.info("%s push refused (400): %s", self.provider, exc)
             await _respond(send, 400, {"error": str(exc)})
+            return
+        if result is None:
+            logger.info("%s push ignored: not a message status", self.provider)
+            await _respond(send, 200, {"ok": True, "ignored": "not a message status"})
             return
         if result.status is MessageStatus.UNKNOWN:
             # No evidence either way: nothing to record, and a retry would not make it known.

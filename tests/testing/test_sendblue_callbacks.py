@@ -91,6 +91,7 @@ def test_each_transition_is_posted_in_order_as_the_clock_moves(
     assert {"accountEmail", "date_sent", "to_number", "was_downgraded", "plan"} <= set(body)
     # The body normalizes to the same handle a lookup gives.
     result = SendblueProvider.result_from_webhook(body)
+    assert result is not None
     assert (result.handle, result.status) == (f"sendblue:{handle}", MessageStatus.DELIVERED)
     # The receiver saw the POST before the emulator read its answer: wait for the log entry.
     wait_until(lambda: len(emulator.callback_log) == 3)

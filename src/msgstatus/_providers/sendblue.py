@@ -39,7 +39,7 @@ from msgstatus._providers.base import (
 )
 from msgstatus._retry import RetryPolicy, parse_retry_after
 from msgstatus._status import MessageStatus, StatusResult, StatusTable
-from msgstatus._webhooks import DEFAULT_MAX_BODY, DEFAULT_MAX_DEPTH, Ignored, OnResult, PushReceiver
+from msgstatus._webhooks import DEFAULT_MAX_BODY, DEFAULT_MAX_DEPTH, OnResult, PushReceiver
 from msgstatus.errors import (
     AuthenticationError,
     InvalidHandleError,
@@ -538,7 +538,7 @@ class SendblueProvider(BaseProvider):
     # -- push: status callbacks and outbound webhooks --------------------------------------
 
     @classmethod
-    def result_from_webhook(cls, payload: Mapping[str, Any], /) -> StatusResult:
+    def result_from_webhook(cls, payload: Mapping[str, Any], /) -> StatusResult | None:
         """Normalize the body of a ``status_callback`` POST or an ``outbound`` account webhook
         exactly as a lookup of that message would be (same table, same handle string), without
         credentials. The handle comes from ``message_handle``.
@@ -546,7 +546,7 @@ class SendblueProvider(BaseProvider):
         Raises :class:`~msgstatus.ProviderResponseError` for a body that is not an object, whose
         ``message_handle`` is not a usable handle or whose ``status`` is not text; a body with no
         ``message_handle`` and no ``status`` at all (another webhook type: typing indicators,
-        call logs, line events) raises ``msgstatus._webhooks.Ignored``.
+        call logs, line events) gives None: there is no message status in it.
         """
         if not isinstance(payload, Mapping):
             raise ProviderResponseError(
@@ -555,7 +555,7 @@ class SendblueProvider(BaseProvider):
             )
         body = dict(payload)
         if "message_handle" not in body and "status" not in body:
-            raise Ignored("a Sendblue webhook that is no message status (no message_handle)")
+            return None
         try:
             native = native_handle(body.get("message_handle"), PROVIDER)
             _check_native(native)
