@@ -347,6 +347,19 @@ class ChimeHandle:
             raise _invalid(exc.message, text) from exc
 
 
+def _message_handle(message: Mapping[str, Any], bearer: str | None) -> ChimeHandle:
+    """The handle of a ChannelMessage (an event's payload, a SendChannelMessage response): its
+    ``ChannelArn``, ``MessageId`` and ``SubChannelId``, asked about by ``bearer``. Raises
+    InvalidHandleError when they do not make a handle."""
+    sub_channel = message.get("SubChannelId")
+    return ChimeHandle(
+        message.get("ChannelArn"),  # type: ignore[arg-type]
+        message.get("MessageId"),  # type: ignore[arg-type]
+        sub_channel if sub_channel else None,
+        bearer,
+    )
+
+
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -709,14 +722,8 @@ class ChimeProvider(base.BaseProvider):
             )
         if bearer is not None:
             _check_arn(bearer, "bearer", ascii_only=True)
-        sub_channel = response.get("SubChannelId")
         try:
-            typed = ChimeHandle(
-                response.get("ChannelArn"),  # type: ignore[arg-type]
-                response.get("MessageId"),  # type: ignore[arg-type]
-                sub_channel if sub_channel else None,
-                bearer,
-            )
+            typed = _message_handle(response, bearer)
         except errors.InvalidHandleError as exc:
             raise errors.ProviderResponseError(
                 f"the SendChannelMessage response has no usable ChannelArn and MessageId "
@@ -939,14 +946,8 @@ def _event_result(
         payload = _load_json(payload, "event's Payload")
     if not isinstance(payload, Mapping):
         raise _bad_event("the event's Payload is not a ChannelMessage object")
-    sub_channel = payload.get("SubChannelId")
     try:
-        typed = ChimeHandle(
-            payload.get("ChannelArn"),  # type: ignore[arg-type]
-            payload.get("MessageId"),  # type: ignore[arg-type]
-            sub_channel if sub_channel else None,
-            bearer,
-        )
+        typed = _message_handle(payload, bearer)
     except errors.InvalidHandleError as exc:
         raise _bad_event(
             f"the event's ChannelMessage has no usable ChannelArn and MessageId ({exc.message})"

@@ -563,7 +563,7 @@ class SendblueProvider(BaseProvider):
             raise ProviderResponseError(
                 "the Sendblue webhook has no usable message_handle", provider=PROVIDER
             ) from exc
-        return _normalize_payload(body, native, _PUSH_TABLE, _PUSH_UNKNOWN_KEYS, _push_result)
+        return _normalize_payload(body, native, _PUSH_TABLE, _PUSH_UNKNOWN_KEYS, cls._result)
 
 
 def _check_native(native: str) -> None:
@@ -586,38 +586,6 @@ def _check_native(native: str) -> None:
 # The tables pushed payloads are read with (the same mapping as lookups; its own warn-once set).
 _PUSH_TABLE = StatusTable(PROVIDER, SENDBLUE_STATUS_MAP)
 _PUSH_UNKNOWN_KEYS = StatusTable(PROVIDER, {}, what="error_key")
-
-
-def _push_result(
-    canonical: str,
-    status: MessageStatus,
-    *,
-    provider_status: str | None,
-    raw: dict[str, Any],
-    detail: str | None = None,
-    error_code: str | None = None,
-    not_before: datetime | None = None,
-    updated_at: datetime | None = None,
-) -> StatusResult:
-    try:
-        return StatusResult(
-            provider=PROVIDER,
-            handle=canonical,
-            status=status,
-            provider_status=provider_status,
-            is_final=status in SENDBLUE_FINAL_STATUSES,
-            detail=detail,
-            error_code=error_code,
-            not_before=not_before,
-            updated_at=updated_at,
-            raw=raw,
-        )
-    except ValidationError as exc:
-        raise ProviderResponseError(
-            "Sendblue's webhook body could not be stored as a result",
-            provider=PROVIDER,
-            handle=canonical,
-        ) from exc
 
 
 def _normalize_payload(
