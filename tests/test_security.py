@@ -5,11 +5,15 @@ request. (Secrets: tests/test_secrets.py; input validation: tests/test_propertie
 
 from __future__ import annotations
 
+import http.server
 import ssl
+import threading
+from collections.abc import Iterator
 
 import pytest
+import trustme
 
-from msgstatus import ChimeProvider, SendblueProvider
+from msgstatus import ChimeProvider, ProviderUnavailableError, RetryPolicy, SendblueProvider
 from msgstatus._providers.base import is_loopback_host
 
 LOOPBACK = ["localhost", "LOCALHOST.", "127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"]
@@ -73,21 +77,58 @@ async def test_plain_http_to_loopback_and_https_anywhere_are_accepted(host: str)
             assert sendblue.base_url.rstrip("/") == url
 
 
-async def _sendblue_tls_context() -> ssl.SSLContext:
-    provider = SendblueProvider("key", "secret-for-transport")
+class _Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # a request only arrives if TLS verification let it through
+        self.server.requests += 1  # type: ignore[attr-defined]
+        body = b'{"status": "DELIVERED", "message_handle": "m-1"}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def untrusted_https() -> Iterator[tuple[str, http.server.HTTPServer]]:
+    """An HTTPS server on 127.0.0.1 whose certificate comes from a CA nobody trusts."""
+    cert = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Answer)
+    server.requests = 0  # type: ignore[attr-defined]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        pool = provider._client._transport._pool  # type: ignore[attr-defined]
-        context: ssl.SSLContext = pool._ssl_context
-        return context
+        yield f"https://127.0.0.1:{server.server_address[1]}", server
     finally:
-        await provider.aclose()
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.anyio
-async def test_tls_verification_is_on_for_sendblue() -> None:
-    context = await _sendblue_tls_context()
-    assert context.verify_mode is ssl.CERT_REQUIRED
-    assert context.check_hostname
+async def test_tls_verification_refuses_an_untrusted_certificate(
+    untrusted_https: tuple[str, http.server.HTTPServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSECURITYTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "security-test-secret")
+    url, server = untrusted_https
+    once = RetryPolicy(max_attempts=1)
+    async with SendblueProvider("key", "secret-for-transport", base_url=url, retry=once) as sb:
+        with pytest.raises(ProviderUnavailableError):
+            await sb.get_status("sendblue:m-1")
+    sender = "arn:aws:chime:us-east-1:111122223333:app-instance/a/user/s"
+    channel = "arn:aws:chime:us-east-1:111122223333:app-instance/a/channel/c"
+    async with ChimeProvider(
+        region_name="us-east-1", endpoint_url=url, bearer=sender, retry=once
+    ) as chime:
+        with pytest.raises(ProviderUnavailableError):
+            await chime.get_status(f"chime:{channel};message=m-1")
+    assert server.requests == 0  # type: ignore[attr-defined]
 
 
 def test_tls_verification_is_on_for_chime() -> None:
