@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import JsonValue, ValidationError
 
 from msgstatus._retry import RetryPolicy, call_with_retry
-from msgstatus._status import MessageStatus, StatusResult, StatusTable
+from msgstatus._status import MAX_RAW_DEPTH, MessageStatus, StatusResult, StatusTable, nesting_exceeds
 from msgstatus.errors import (
     InvalidHandleError,
     MsgStatusError,
@@ -39,8 +39,11 @@ __all__ = [
     "BaseProvider",
     "ErrorRule",
     "MessageStatusProvider",
+    "Secret",
     "TypedHandle",
     "check_endpoint_url",
+    "check_nesting",
+    "describe_cause",
     "check_timeout",
     "is_loopback_host",
     "most_specific",
@@ -99,6 +102,9 @@ def validate_handle_text(
         raise InvalidHandleError(
             f"a handle must be a string, not {type(handle).__name__}", provider=provider
         )
+    # A str subclass may override any method (strip, partition, __hash__, __str__): from here on
+    # only the plain characters count.
+    handle = str.__str__(handle)
     if not handle:
         raise InvalidHandleError("the handle is empty", provider=provider, handle=handle)
     if len(handle) > max_length:
@@ -223,6 +229,66 @@ def check_timeout(value: object, name: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number of seconds")
     return float(value)
+
+
+class Secret:
+    """A credential that never shows itself: ``repr``/``str`` give ``[redacted]``, it cannot be
+    pickled or copied into a ``__dict__``, and :meth:`reveal` gives the value to the one place
+    that sends it (a request header)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('[redacted]')"
+
+    def __str__(self) -> str:
+        return "[redacted]"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
+
+
+class ProviderCause(Exception):  # noqa: N818 - it describes an exception, it is not an error
+    """Stands in as ``__cause__`` for an underlying exception that could not be copied without
+    what it references: its text is ``"<module>.<class>: <message>"``."""
+
+
+def describe_cause(exc: BaseException) -> BaseException:
+    """``exc`` as a fresh exception of the same type and message that references nothing else
+    (no request and its headers, no response body, no traceback), to chain as a cause; a
+    :class:`ProviderCause` naming the type when the type cannot be rebuilt from its message."""
+    message = str(exc)
+    try:
+        clone = type(exc)(message)
+    except Exception:
+        clone = None
+    if (
+        clone is None
+        or type(clone) is not type(exc)
+        or str(clone) != message
+        or any(value is not None for value in vars(clone).values())
+    ):
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        clone = ProviderCause(f"{name}: {message}" if message else name)
+    return clone
+
+
+def check_nesting(payload: object, *, provider: str, display_name: str, handle: str | None) -> None:
+    """ProviderResponseError if ``payload`` nests dicts or lists deeper than
+    :data:`~msgstatus._status.MAX_RAW_DEPTH`; safe for any depth (no recursion)."""
+    if nesting_exceeds(payload, MAX_RAW_DEPTH):
+        raise ProviderResponseError(
+            f"{display_name}'s payload is nested deeper than {MAX_RAW_DEPTH} levels: "
+            "not a status payload",
+            provider=provider,
+            handle=handle,
+        )
 
 
 # -- error translation --------------------------------------------------------------------

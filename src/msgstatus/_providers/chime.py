@@ -736,6 +736,7 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
     def _normalize(
         self, payload: dict[str, Any], canonical: str, *, status_required: bool
     ) -> StatusResult:
+        base.check_nesting(payload, provider=PROVIDER, display_name="Chime", handle=canonical)
         status_object = payload.get("Status")
         if status_object is None and not status_required:
             value: object = None
