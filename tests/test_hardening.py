@@ -15,8 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-import tracemalloc
 import traceback
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from typing import Any
 import anyio
 import boto3
 import pytest
-from _raw_server import RawServer, http_response
 
+from _raw_server import RawServer, http_response
 from msgstatus import (
     ChimeHandle,
     ChimeProvider,
@@ -43,7 +43,7 @@ from msgstatus._status import MAX_RAW_BYTES, MAX_RAW_DEPTH, MAX_RESULT_MEMORY, M
 from msgstatus.errors import ClientClosedError
 from msgstatus.testing import ChimeEmulator, SendblueEmulator
 
-SECRET = "sb-hardening-secret-7c1e9a"  # noqa: S105 - a test double
+SECRET = "sb-hardening-secret-7c1e9a"
 ONE_TRY = RetryPolicy(max_attempts=1)
 BEARER = "arn:aws:chime:us-east-1:111122223333:app-instance/a/user/u"
 CHANNEL = "arn:aws:chime:us-east-1:111122223333:app-instance/a/channel/c"
@@ -278,7 +278,7 @@ async def test_6_a_deeply_nested_sendblue_body_is_a_typed_error(depth: int) -> N
 
     with RawServer(answer) as server:
         async with sendblue(server) as provider:
-            with pytest.raises(ProviderResponseError, match="nested|JSON"):
+            with pytest.raises(ProviderResponseError, match=r"nested|JSON"):
                 await provider.get_status("sendblue:deep")
 
 
@@ -535,9 +535,11 @@ async def test_10_a_blocking_sync_iterable_does_not_stall_lookups_in_flight() ->
 async def test_10_iter_statuses_advances_a_sync_iterable_outside_the_loop() -> None:
     seen: list[bool] = []
     with RawServer(sendblue_ok) as server:
-        async with StatusClient([sendblue(server)]) as client:
-            async with client.iter_statuses(_slow_handles(server, seen)) as stream:
-                handles = [handle async for handle, _ in stream]
+        async with (
+            StatusClient([sendblue(server)]) as client,
+            client.iter_statuses(_slow_handles(server, seen)) as stream,
+        ):
+            handles = [handle async for handle, _ in stream]
     assert seen == [True]
     assert sorted(handles) == ["sendblue:first", "sendblue:second"]
 
@@ -545,9 +547,11 @@ async def test_10_iter_statuses_advances_a_sync_iterable_outside_the_loop() -> N
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_10_the_sync_client_advances_a_sync_iterable_outside_its_loop(backend: str) -> None:
     seen: list[bool] = []
-    with RawServer(sendblue_ok) as server:
-        with SyncStatusClient([sendblue(server)], backend=backend) as client:
-            results = client.get_statuses(_slow_handles(server, seen))
+    with (
+        RawServer(sendblue_ok) as server,
+        SyncStatusClient([sendblue(server)], backend=backend) as client,
+    ):
+        results = client.get_statuses(_slow_handles(server, seen))
     assert seen == [True]
     assert all(isinstance(r, StatusResult) for r in results)
 
@@ -555,10 +559,12 @@ def test_10_the_sync_client_advances_a_sync_iterable_outside_its_loop(backend: s
 # -- 11. the command streams its input ---------------------------------------------------------
 
 
-def test_11_check_prints_results_while_stdin_is_still_open() -> None:
+@pytest.mark.parametrize("output", ["--json", "table"])
+def test_11_check_prints_results_while_stdin_is_still_open(output: str) -> None:
+    args = ["--json"] if output == "--json" else []
     with RawServer(sendblue_ok) as server:
         process = subprocess.Popen(
-            [sys.executable, "-m", "msgstatus", "check", "-", "--json"],
+            [sys.executable, "-m", "msgstatus", "check", "-", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -570,14 +576,23 @@ def test_11_check_prints_results_while_stdin_is_still_open() -> None:
         try:
             process.stdin.write("sendblue:first\n")
             process.stdin.flush()
-            ready, _, _ = select.select([process.stdout], [], [], 30)
-            assert ready, "no result before the end of the input"
-            line = process.stdout.readline()
-            assert json.loads(line)["result"]["handle"] == "sendblue:first"
+            # Raw reads of the pipe: a buffered reader would hide ready lines from select().
+            received = ""
+            while "sendblue:first" not in received or not received.endswith("\n"):
+                ready, _, _ = select.select([process.stdout], [], [], 30)
+                assert ready, "no result before the end of the input"
+                chunk = os.read(process.stdout.fileno(), 65536).decode()
+                assert chunk, "the command ended early"
+                received += chunk
+            lines = received.splitlines()
+            if args:
+                assert json.loads(lines[-1])["result"]["handle"] == "sendblue:first"
+            else:
+                assert lines[-1].split()[:3] == ["SKIP", "DELIVERED", "sendblue:first"]
             process.stdin.write("sendblue:second\n")
             process.stdin.close()
             rest = process.stdout.read()
-            assert json.loads(rest)["result"]["handle"] == "sendblue:second"
+            assert "sendblue:second" in rest
             assert process.wait(30) == 0
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -615,63 +630,87 @@ def test_11_reading_handles_takes_flat_memory(kind: str, tmp_path: Path) -> None
 # -- 12. closing mid-batch, odd handles, several loops -----------------------------------------
 
 
-class _Gate:
-    def __init__(self) -> None:
-        self.release = threading.Event()
+class _HeldProvider:
+    """A provider whose ``fast…`` handles answer at once and whose ``slow…`` handles wait until
+    it is closed, then raise ``RuntimeError`` as a closed provider does."""
 
-    def answer(self, target: str, query: dict[str, str]) -> bytes:
-        if query["handle"].startswith("slow"):
-            self.release.wait(10)
-        return sendblue_ok(target, query)
+    name = "held"
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.finished = 0
+        self.closed = anyio.Event()
+
+    async def get_status(self, handle: object, /) -> StatusResult:
+        self.started += 1
+        text = str(handle)
+        if text.startswith("held:slow"):
+            await self.closed.wait()
+            raise RuntimeError("the _HeldProvider is closed")
+        self.finished += 1
+        return StatusResult(provider="held", handle=text, status="SENT", is_final=True)
+
+    async def aclose(self) -> None:
+        self.closed.set()
+
+
+async def _until(condition: Any) -> None:
+    with anyio.fail_after(10):
+        while not condition():  # noqa: ASYNC110 - polls a fake's counters, bounded
+            await anyio.sleep(0.01)
 
 
 async def test_12_closing_mid_batch_raises_a_typed_error_with_the_finished_results() -> None:
-    gate = _Gate()
-    handles = ["sendblue:fast1", "sendblue:fast2", "sendblue:slow1", "sendblue:slow2"]
-    handles += [f"sendblue:later{n}" for n in range(20)]
+    provider = _HeldProvider()
+    handles = ["held:fast1", "held:fast2", "held:slow1", "held:slow2"]
+    handles += [f"held:slow-later{n}" for n in range(20)]
     caught: list[BaseException] = []
-    with RawServer(gate.answer) as server:
-        client = StatusClient([sendblue(server)])
+    client = StatusClient([provider])  # type: ignore[list-item]
 
-        async def batch() -> None:
-            try:
-                await client.get_statuses(handles, concurrency=4)
-            except BaseException as exc:
-                caught.append(exc)
+    async def batch() -> None:
+        try:
+            await client.get_statuses(handles, concurrency=4)
+        except BaseException as exc:
+            caught.append(exc)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(batch)
-            with anyio.fail_after(10):
-                while server.requests < 4:
-                    await anyio.sleep(0.01)
-            await client.aclose()
-            gate.release.set()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(batch)
+        await _until(lambda: provider.started == 6 and provider.finished == 2)
+        await client.aclose()
     assert len(caught) == 1
     error = caught[0]
     assert isinstance(error, ClientClosedError)
     assert isinstance(error, RuntimeError)
     results = error.results
-    assert len(results) == len(handles)
-    assert [r.handle for r in results[:2] if isinstance(r, StatusResult)] == handles[:2]
-    assert all(isinstance(r, (StatusResult, MsgStatusError)) for r in results)
+    # The six handles read: the two finished results kept, the four cut short typed.
+    assert results[:2] == [r for r in results[:2] if isinstance(r, StatusResult)]
+    assert [r.handle for r in results[:2]] == handles[:2]  # type: ignore[union-attr]
+    assert [type(r) for r in results[2:]] == [ClientClosedError] * (len(results) - 2)
+    assert len(results) == 6  # nothing more was read after the close
+    assert provider.started == 6
 
 
 async def test_12_closing_mid_stream_ends_the_stream_with_a_typed_error() -> None:
-    gate = _Gate()
-    handles = ["sendblue:fast1", "sendblue:slow1", "sendblue:slow2"]
-    handles += [f"sendblue:later{n}" for n in range(20)]
-    seen: list[str] = []
-    with RawServer(gate.answer) as server:
-        client = StatusClient([sendblue(server)])
-        with pytest.raises(ClientClosedError):
-            async with client.iter_statuses(handles, concurrency=3) as stream:
-                async for handle, outcome in stream:
-                    seen.append(handle)
-                    if handle == "sendblue:fast1":
-                        assert isinstance(outcome, StatusResult)
-                        await client.aclose()
-                        gate.release.set()
-    assert seen[0] == "sendblue:fast1"
+    provider = _HeldProvider()
+    handles = ["held:fast1", "held:slow1", "held:slow2"]
+    handles += [f"held:slow-later{n}" for n in range(20)]
+    seen: list[tuple[str, object]] = []
+    client = StatusClient([provider])  # type: ignore[list-item]
+
+    async def consume() -> None:
+        async with client.iter_statuses(handles, concurrency=3) as stream:
+            async for handle, outcome in stream:
+                seen.append((handle, outcome))
+                if handle == "held:fast1":
+                    await _until(lambda: provider.started == 4)
+                    await client.aclose()
+
+    with pytest.raises(ClientClosedError):
+        await consume()
+    assert seen[0][0] == "held:fast1"
+    assert isinstance(seen[0][1], StatusResult)
+    assert all(isinstance(outcome, ClientClosedError) for _, outcome in seen[1:])
+    assert provider.started == 4
 
 
 def test_12_sync_close_inside_a_loop_refuses_and_leaves_the_client_usable() -> None:

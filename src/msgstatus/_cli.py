@@ -113,8 +113,11 @@ def _short(text: str, width: int = _MAX_HANDLE_COLUMN) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+def _table(
+    rows: Sequence[Sequence[str]], out: TextIO, *, widths: Sequence[int] | None = None
+) -> None:
+    if widths is None:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -137,6 +140,8 @@ def _result_row(result: StatusResult) -> tuple[str, ...]:
 
 
 _DECISION_HEADER = ("ACTION", "STATUS", "HANDLE", "REASON")
+# Column widths of decisions streamed from stdin (no look-ahead to size them).
+_STREAM_WIDTHS = (7, 9, _MAX_HANDLE_COLUMN, 0)
 
 
 def _decision_row(handle: str, decision: ResendDecision) -> tuple[str, ...]:
@@ -183,7 +188,12 @@ async def _get(client: StatusClient, handles: Sequence[str], as_json: bool, out:
 
 def read_handles(stream: TextIO) -> Iterator[str]:
     """Handles from a file: one per line (blank lines and ``#`` comments skipped), or CSV whose
-    header row has a ``handle`` column."""
+    header row has a ``handle`` column.
+
+    Lazy: one line is read per handle asked for, so memory stays flat whatever the input's
+    size, and a handle from stdin is looked up as soon as its line arrives (the client advances
+    this generator in a worker thread, so a wait for the next line never blocks the lookups).
+    """
     first = stream.readline()
     if not first:
         return
@@ -200,10 +210,13 @@ def read_handles(stream: TextIO) -> Iterator[str]:
                 raise UsageError(f"line {line_number} has no handle column")
             yield row[column].strip()
         return
-    for line in (first, *stream):
+    line = first
+    while line:
         text = line.strip()
         if text and not text.startswith("#"):
             yield text
+        # Read only once this handle is taken: on stdin the next line may not exist yet.
+        line = stream.readline()
 
 
 class _Progress:
@@ -243,6 +256,7 @@ async def _check(
     counts: Counter[ResendAction] = Counter()
     rows: list[tuple[str, ...]] = [_DECISION_HEADER]
     progress = _Progress(total, sys.stderr.isatty())
+    header_due = True
     # Decisions are printed as lookups complete, so memory stays flat for any input size.
     async with client.iter_statuses(handles, concurrency=concurrency) as stream:
         async for handle, outcome in stream:
@@ -252,6 +266,18 @@ async def _check(
             handle_text = str(handle)
             if as_json:
                 out.write(_decision_json(handle_text, decision) + "\n")
+                if total is None:
+                    out.flush()  # stdin: each answer shows while the input is still open
+            elif total is None:
+                # stdin: a row per answer as it comes, in columns as wide as the longest value
+                # can be (actions, statuses) or as tables shorten it (handles).
+                row = _decision_row(handle_text, decision)
+                if header_due:
+                    _table([_DECISION_HEADER, row], out, widths=_STREAM_WIDTHS)
+                    header_due = False
+                else:
+                    _table([row], out, widths=_STREAM_WIDTHS)
+                out.flush()
             else:
                 rows.append(_decision_row(handle_text, decision))
                 if len(rows) >= 200:

@@ -172,7 +172,6 @@ def _clean_bounded_text(value: object) -> object:
     return text if len(text) <= MAX_TEXT_LENGTH else text[:MAX_TEXT_LENGTH]
 
 
-
 def _json_size(value: object) -> int:
     """Bytes ``value`` (a scalar) takes in compact JSON, closely enough for a bound."""
     if isinstance(value, str):

@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 from pydantic import JsonValue, ValidationError
 
 from msgstatus._retry import RetryPolicy, call_with_retry
-from msgstatus._status import MAX_RAW_DEPTH, MessageStatus, StatusResult, StatusTable, nesting_exceeds
+from msgstatus._status import (
+    MAX_RAW_DEPTH,
+    MessageStatus,
+    StatusResult,
+    StatusTable,
+    nesting_exceeds,
+)
 from msgstatus.errors import (
     InvalidHandleError,
     MsgStatusError,
@@ -43,8 +49,8 @@ __all__ = [
     "TypedHandle",
     "check_endpoint_url",
     "check_nesting",
-    "describe_cause",
     "check_timeout",
+    "describe_cause",
     "is_loopback_host",
     "most_specific",
     "split_handle",
@@ -254,7 +260,7 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
-class ProviderCause(Exception):  # noqa: N818 - it describes an exception, it is not an error
+class ProviderCause(Exception):
     """Stands in as ``__cause__`` for an underlying exception that could not be copied without
     what it references: its text is ``"<module>.<class>: <message>"``."""
 
@@ -438,16 +444,27 @@ class BaseProvider(Generic[_T]):
 
     def _typed_handle_text(self, handle: object) -> object:
         """A typed handle as its string, refusing another provider's; anything else as it is."""
-        if not isinstance(handle, str) and isinstance(handle, TypedHandle):
+        if isinstance(handle, str):
+            return str.__str__(handle)
+        try:
+            if not isinstance(handle, TypedHandle):
+                return handle
             provider = handle.provider
-            if provider != self.name:
-                raise InvalidHandleError(
-                    f"a {provider} handle cannot be looked up with {self.display_name}",
-                    provider=self.name,
-                    handle=str(handle),
-                )
-            return str(handle)
-        return handle
+            text = str(handle)
+        except Exception as exc:
+            # The handle's own code (a property, __str__) failed: the caller's input is wrong.
+            raise InvalidHandleError(
+                f"the {type(handle).__name__} handle could not be read: "
+                f"{type(exc).__name__} from its own code",
+                provider=self.name,
+            ) from exc
+        if provider != self.name:
+            raise InvalidHandleError(
+                f"a {provider} handle cannot be looked up with {self.display_name}",
+                provider=self.name,
+                handle=text,
+            )
+        return text
 
     def _result(
         self,
