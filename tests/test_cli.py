@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
@@ -42,6 +45,9 @@ class Setup:
 
 def _base_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "SYSTEMROOT", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")
+    # Coverage measures the subprocesses too (`nox -s coverage`); the emulators' latency
+    # switch reaches the demo's own emulators.
+    keep += ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START", "MSGSTATUS_EMULATOR_LATENCY")
     env = {name: os.environ[name] for name in keep if name in os.environ}
     env.update(
         AWS_EC2_METADATA_DISABLED="true",
@@ -95,32 +101,49 @@ def test_get_prints_a_table_for_both_providers(setup: Setup) -> None:
     assert done.stderr == ""
 
 
-def test_get_json_gives_one_status_result_per_handle(setup: Setup) -> None:
+def test_get_json_gives_one_row_per_input_handle_in_input_order(setup: Setup) -> None:
     failed = setup.sendblue.add_message(
         status=SendblueState("ERROR", 4001, None, "carrier said no")
     )
     pending = _chime_handle(setup, "PENDING")
-    done = setup.run("get", "--json", f"sendblue:{failed}", pending)
-    assert done.returncode == 0, done.stderr
-    results = [StatusResult.model_validate_json(line) for line in done.stdout.splitlines()]
+    done = setup.run("get", "--json", f"sendblue:{failed}", "sendblue:no-such", pending)
+    assert done.returncode == 1, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["handle"] for row in rows] == [f"sendblue:{failed}", "sendblue:no-such", pending]
+    for row in rows:
+        assert set(row) == {"handle", "result", "error_type", "error"}
+    results = [StatusResult.model_validate(rows[i]["result"]) for i in (0, 2)]
     assert [(r.provider, r.status.value, r.is_final) for r in results] == [
         ("sendblue", "FAILED", True),
         ("chime", "PENDING", False),
     ]
     assert results[0].detail == "carrier said no"
     assert results[0].error_code == "4001"
-    assert results[1].handle.startswith("chime:")
+    assert rows[0]["error_type"] is rows[0]["error"] is None
+    assert rows[1]["result"] is None
+    assert rows[1]["error_type"] == "MessageNotFoundError"
+    assert "no-such" in rows[1]["error"]
 
 
 def test_get_failure_is_one_line_on_stderr_and_a_non_zero_exit(setup: Setup) -> None:
     found = setup.sendblue.add_message(status="SENT")
-    done = setup.run("get", f"sendblue:{found}", "sendblue:no-such-message", "sendblue:bad\thandle")
+    done = setup.run("get", f"sendblue:{found}", "sendblue:no-such-message")
     assert done.returncode == 1
     assert "SENT" in done.stdout
     errors = done.stderr.splitlines()
-    assert len(errors) == 2
+    assert len(errors) == 1
     assert "MessageNotFoundError" in errors[0]
     assert "no-such-message" in errors[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_malformed_handle_is_bad_input(setup: Setup) -> None:
+    found = setup.sendblue.add_message(status="SENT")
+    done = setup.run("get", f"sendblue:{found}", "sendblue:no-such-message", "sendblue:bad\thandle")
+    assert done.returncode == 2
+    assert "SENT" in done.stdout
+    errors = done.stderr.splitlines()
+    assert len(errors) == 2
     assert "InvalidHandleError" in errors[1]
     assert "Traceback" not in done.stderr
 
@@ -128,7 +151,7 @@ def test_get_failure_is_one_line_on_stderr_and_a_non_zero_exit(setup: Setup) -> 
 def test_unconfigured_provider_says_which_variables_to_set(setup: Setup) -> None:
     env = {k: v for k, v in setup.env.items() if not k.startswith("SENDBLUE_")}
     done = setup.run("get", "sendblue:abc", env=env)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "UnknownProviderError" in done.stderr
     assert "SENDBLUE_API_KEY" in done.stderr
     assert "SENDBLUE_API_SECRET" in done.stderr
@@ -136,7 +159,7 @@ def test_unconfigured_provider_says_which_variables_to_set(setup: Setup) -> None
     done = setup.run(
         "get", "chime:arn:aws:chime:us-east-1:1:app-instance/x/channel/y;message=m", env=env
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "AWS_REGION" in done.stderr
 
 
@@ -156,11 +179,17 @@ def test_check_a_500_line_file_gives_a_decision_per_handle(setup: Setup, tmp_pat
     assert len(lines) == 500
     seen: dict[str, str] = {}
     for line in lines:
+        row = json.loads(line)
+        assert set(row) == {"handle", "action", "reason", "error_type", "result"}
         decision = ResendDecision.model_validate(
-            {k: v for k, v in json.loads(line).items() if k != "handle"}
+            {"action": row["action"], "reason": row["reason"], "result": row["result"]}
         )
-        handle = decision.result.handle if decision.result else json.loads(line)["handle"]
-        seen[handle] = decision.action.value
+        if decision.result is not None:
+            assert decision.result.handle == row["handle"]
+            assert row["error_type"] is None
+        else:
+            assert row["error_type"] == "MessageNotFoundError"
+        seen[row["handle"]] = decision.action.value
     assert seen == expected
     assert "500 handles: SKIP 100, WAIT 100, RESEND 100, BLOCKED 100, UNKNOWN 100" in done.stderr
 
@@ -173,13 +202,50 @@ def test_check_reads_csv_from_stdin_as_a_table(setup: Setup) -> None:
     assert done.returncode == 0, done.stderr
     rows = {line.split()[2]: line.split()[0] for line in done.stdout.splitlines()[1:3]}
     assert rows == {f"sendblue:{delivered}": "SKIP", f"sendblue:{sent}": "WAIT"}
-    assert "2 handles: SKIP 1, WAIT 1, RESEND 0, BLOCKED 0, UNKNOWN 0" in done.stdout
+    # stdout is a pipe here: the summary goes to stderr, the table stays clean.
+    assert len(done.stdout.splitlines()) == 3
+    assert "2 handles: SKIP 1, WAIT 1, RESEND 0, BLOCKED 0, UNKNOWN 0" in done.stderr
 
 
 def test_check_refuses_a_missing_file(setup: Setup, tmp_path: Path) -> None:
     done = setup.run("check", str(tmp_path / "nope.txt"))
     assert done.returncode == 2
     assert "cannot read" in done.stderr
+
+
+class _LineReader:
+    """Reads a subprocess's output on a thread, so that every read has a timeout: a ``watch``
+    that sticks fails the test instead of hanging the suite."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.rest: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def next_line(self, *, timeout: float) -> str:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no output line within {timeout} s")
+        assert line is not None, "the command ended before printing this line"
+        return line
+
+    def done(self, *, timeout: float) -> None:
+        """Wait for the end of the output, keeping whatever came after the lines read."""
+        while True:
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"the output did not end within {timeout} s")
+            if line is None:
+                return
+            self.rest.append(line)
 
 
 def test_watch_prints_each_change_until_final(setup: Setup) -> None:
@@ -204,12 +270,18 @@ def test_watch_prints_each_change_until_final(setup: Setup) -> None:
         text=True,
     ) as watch:
         assert watch.stdout is not None
-        lines = []
-        for next_status in ("SENT", "DELIVERED", None):
-            lines.append(watch.stdout.readline())
-            if next_status:
-                setup.sendblue.set_status(handle, next_status)
-        rest, errors = watch.communicate(timeout=60)
+        try:
+            reader = _LineReader(watch.stdout)
+            lines = []
+            for next_status in ("SENT", "DELIVERED", None):
+                lines.append(reader.next_line(timeout=60))
+                if next_status:
+                    setup.sendblue.set_status(handle, next_status)
+            reader.done(timeout=60)
+            _, errors = watch.communicate(timeout=60)
+        finally:
+            watch.kill()
+        rest = "".join(reader.rest)
     assert watch.returncode == 0, errors
     assert rest == ""
     assert [line.split()[3] for line in lines] == ["PENDING", "SENT", "DELIVERED"]
@@ -218,9 +290,11 @@ def test_watch_prints_each_change_until_final(setup: Setup) -> None:
 
 def test_watch_exit_code_says_a_message_did_not_become_final(setup: Setup) -> None:
     stuck = setup.sendblue.add_message(status="QUEUED")
-    done = setup.run("watch", "--interval", "0.1", "--timeout", "0.8", f"sendblue:{stuck}")
+    # The timeout starts once the command is up; 3 s leave room for a loaded machine and slow
+    # emulators to answer the first lookup.
+    done = setup.run("watch", "--interval", "0.1", "--timeout", "3", f"sendblue:{stuck}")
     assert done.returncode == 1
-    assert "not final after 0.8 s" in done.stderr
+    assert "not final after 3 s" in done.stderr
     assert "PENDING" in done.stdout
 
 
@@ -258,3 +332,184 @@ def test_demo_shows_both_providers_and_their_outcomes() -> None:
     decisions = out.split("May each message be sent again?")[1]
     for action in ("SKIP", "RESEND", "BLOCKED"):
         assert action in decisions
+    # The closing pointer names a file this installation really has.
+    pointer = next(line for line in out.splitlines() if line.startswith("The rules"))
+    named = Path(pointer.split(": ", 1)[1])
+    assert named.name == "providers.md"
+    assert named.is_file()
+
+
+# -- the first hour: tables, exit codes, input files --------------------------------------------
+
+
+def test_tables_keep_whole_handles_when_stdout_is_not_a_terminal(setup: Setup) -> None:
+    chime = _chime_handle(setup, "SENT")
+    assert len(chime) > 100
+    done = setup.run("get", chime)
+    assert done.returncode == 0, done.stderr
+    assert chime in done.stdout.splitlines()[1].split()
+
+
+def test_shortened_handles_keep_their_distinguishing_end() -> None:
+    from msgstatus._cli import _short
+
+    first = "chime:arn:aws:chime:us-east-1:111122223333:app-instance/a/channel/c;message=m1"
+    second = first.replace("m1", "m2")
+    assert _short(first) != _short(second)
+    assert _short(first).endswith(";message=m1")
+    assert len(_short(first)) == 48
+    assert _short("sendblue:short") == "sendblue:short"
+
+
+def test_debug_is_accepted_after_the_subcommand(setup: Setup) -> None:
+    found = setup.sendblue.add_message(status="SENT")
+    done = setup.run("get", "--debug", f"sendblue:{found}")
+    assert done.returncode == 0, done.stderr
+    assert "msgstatus.sendblue DEBUG" in done.stderr
+
+
+def test_watch_says_at_once_why_a_handle_failed(setup: Setup) -> None:
+    done = setup.run("watch", "--timeout", "30", "sendblue:no-such-message")
+    assert done.returncode == 1
+    assert "MessageNotFoundError" in done.stderr
+    assert "not final" not in done.stderr
+    bad = setup.run("watch", "--timeout", "30", "sendblue:bad\thandle")
+    assert bad.returncode == 2
+    assert "InvalidHandleError" in bad.stderr
+
+
+def test_check_counts_handles_not_the_csv_header(tmp_path: Path) -> None:
+    from msgstatus._cli import _open_handles
+
+    path = tmp_path / "handles.csv"
+    path.write_text("handle,note\nsendblue:a,x\nsendblue:b,y\n\n", encoding="utf-8")
+    source, total = _open_handles(str(path))
+    source.close()
+    assert total == 2
+    listed = tmp_path / "handles.txt"
+    listed.write_text("# comment\nsendblue:a\n\nsendblue:b\nsendblue:c\n", encoding="utf-8")
+    source, total = _open_handles(str(listed))
+    source.close()
+    assert total == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "no handles"),
+        (b"\n# only a comment\n\n", "no handles"),
+        (b"handle\n", "no handles"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"sendblue:\xff\xfe\n", "not UTF-8"),
+    ],
+    ids=["empty", "comments-only", "header-only", "binary", "latin-1"],
+)
+def test_check_refuses_empty_or_binary_input_naming_it(
+    setup: Setup, tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "input.bin"
+    path.write_bytes(content)
+    done = setup.run("check", str(path))
+    assert done.returncode == 2
+    assert str(path) in done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    piped = subprocess.run(
+        [sys.executable, "-m", "msgstatus", "check", "-"],
+        env=setup.env,
+        input=content,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert piped.returncode == 2
+    assert b"standard input" in piped.stderr
+
+
+def test_check_with_a_malformed_handle_exits_2_after_every_decision(
+    setup: Setup, tmp_path: Path
+) -> None:
+    good = setup.sendblue.add_message(status="DELIVERED")
+    path = tmp_path / "handles.txt"
+    path.write_text(f"sendblue:{good}\nno-prefix-here\n", encoding="utf-8")
+    done = setup.run("check", "--json", str(path))
+    assert done.returncode == 2
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(row["action"] for row in rows) == ["SKIP", "UNKNOWN"]
+    assert {row["error_type"] for row in rows} == {None, "InvalidHandleError"}
+    assert "malformed" in done.stderr
+
+
+def _exports(lines: list[str]) -> dict[str, str]:
+    import shlex
+
+    env: dict[str, str] = {}
+    for line in lines:
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            env[name] = shlex.split(value)[0]
+    return env
+
+
+def test_emulate_serves_what_its_exports_point_at(tmp_path: Path) -> None:
+    import signal
+
+    from msgstatus._emulate import SEEDS
+
+    handles = tmp_path / "handles.csv"
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "msgstatus",
+            "emulate",
+            "--messages",
+            str(3 * len(SEEDS)),
+            "--write-handles",
+            str(handles),
+        ],
+        env=_base_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as emulate:
+        assert emulate.stdout is not None
+        printed: list[str] = []
+        while not printed or not printed[-1].startswith("Serving until interrupted"):
+            line = emulate.stdout.readline()
+            assert line, emulate.stderr.read() if emulate.stderr else "emulate ended"
+            printed.append(line.rstrip("\n"))
+        exports = _exports(printed)
+        assert set(exports) >= {"SENDBLUE_BASE_URL", "AWS_REGION", "MSGSTATUS_CHIME_BEARER"}
+        for url in (exports["SENDBLUE_BASE_URL"], exports["AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING"]):
+            assert url.startswith("http://127.0.0.1:")
+        # Only the printed exports (plus PATH and the like): no other configuration.
+        env = _base_env() | exports
+        run = partial_run(env)
+        checked = run("check", "--json", str(handles))
+        assert checked.returncode == 0, checked.stderr
+        rows = [json.loads(line) for line in checked.stdout.splitlines()]
+        assert len(rows) == 3 * len(SEEDS)
+        assert {row["error_type"] for row in rows} == {None}
+        actions = {row["action"] for row in rows}
+        assert {"SKIP", "WAIT", "RESEND", "BLOCKED"} <= actions
+        chime = next(row["handle"] for row in rows if row["handle"].startswith("chime:"))
+        got = run("get", chime)
+        assert got.returncode == 0, got.stderr
+        emulate.send_signal(signal.SIGINT)
+        emulate.communicate(timeout=30)
+    assert emulate.returncode == 0
+
+
+def partial_run(env: dict[str, str]) -> Any:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "msgstatus", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    return run

@@ -402,7 +402,8 @@ async def test_outer_cancellation_cancels_the_batch() -> None:
 
 
 async def test_iter_statuses_yields_every_handle_with_its_outcome() -> None:
-    provider = FakeProvider()
+    # Each lookup takes a moment, so that the five workers are all in flight at once.
+    provider = FakeProvider(delay=0.01)
     handles = mixed_handles(70)
     async with (
         StatusClient([provider]) as client,
@@ -415,7 +416,8 @@ async def test_iter_statuses_yields_every_handle_with_its_outcome() -> None:
     for handle, outcome in pairs:
         expected = EXPECTED_TYPES[position[str(handle)] % len(EXPECTED_TYPES)]
         assert type(outcome) is expected
-    assert provider.max_in_flight <= 5
+    # Exactly the bound: never more, and not fewer (a stream that serialized them fails).
+    assert provider.max_in_flight == 5
 
 
 async def test_iter_statuses_yields_in_completion_order() -> None:
@@ -704,6 +706,42 @@ async def test_poll_intervals_grow_up_to_the_cap_and_stop_at_the_deadline() -> N
 
 
 @on_trio_mock_clock()
+async def test_a_poll_interval_above_the_cap_is_capped() -> None:
+    provider = FakeProvider()
+    start = anyio.current_time()
+    async with StatusClient([provider]) as client:
+        with pytest.raises(StatusWaitTimeout):
+            await client.wait_for_final("fake:pending", timeout=7, poll_interval=10, max_interval=2)
+    assert [t - start for t in provider.call_times] == pytest.approx([0, 2, 4, 6])
+
+
+@on_trio_mock_clock()
+async def test_a_timeout_after_a_successful_poll_carries_no_stale_cause() -> None:
+    provider = FakeProvider()
+    provider.script("m1", ProviderUnavailableError("503", provider="fake"), S.PENDING)
+    async with StatusClient([provider]) as client:
+        with pytest.raises(StatusWaitTimeout) as info:
+            await client.wait_for_final("fake:m1", timeout=10, poll_interval=1)
+    last = info.value.last_result
+    assert last is not None
+    assert last.status is S.PENDING
+    # The 503 was followed by successful polls: it is not why the wait ended.
+    assert info.value.__cause__ is None
+    assert provider.calls["m1"] > 2
+
+
+@on_trio_mock_clock()
+async def test_a_timeout_after_failed_polls_is_caused_by_the_last_error() -> None:
+    provider = FakeProvider()
+    provider.script("m1", S.PENDING, ProviderUnavailableError("503", provider="fake"))
+    async with StatusClient([provider]) as client:
+        with pytest.raises(StatusWaitTimeout) as info:
+            await client.wait_for_final("fake:m1", timeout=10, poll_interval=1)
+    assert isinstance(info.value.__cause__, ProviderUnavailableError)
+    assert info.value.last_result is not None
+
+
+@on_trio_mock_clock()
 async def test_retry_after_stretches_the_next_poll() -> None:
     provider = FakeProvider()
     provider.script("m1", RateLimitedError("429", provider="fake", retry_after=7), S.DELIVERED)
@@ -928,6 +966,34 @@ async def test_cache_is_bounded_least_recently_used_first_out() -> None:
     assert provider.calls == Counter({"a": 1, "b": 2, "c": 1})
 
 
+async def test_a_refreshed_entry_becomes_the_most_recently_used() -> None:
+    provider = FakeProvider()
+    async with StatusClient([provider], cache_size=2) as client:
+        await client.get_status("fake:a")
+        await client.get_status("fake:b")
+        await client.get_status("fake:a", refresh=True)  # stored again: a is the most recent
+        await client.get_status("fake:c")  # evicts b, the least recently used
+        await client.get_status("fake:a")
+        await client.get_status("fake:b")
+    assert provider.calls == Counter({"a": 2, "b": 2, "c": 1})
+
+
+async def test_a_cached_failure_refreshed_to_denied_is_blocked() -> None:
+    # DENIED is the more specific of the two terminal outcomes: a refresh that says DENIED must
+    # turn a cached FAILED (RESEND) into BLOCKED, not keep answering RESEND.
+    provider = FakeProvider()
+    provider.script("m1", S.FAILED, S.DENIED)
+    async with StatusClient([provider]) as client:
+        assert (await client.resend_decision("fake:m1")).action is ResendAction.RESEND
+        decision = await client.resend_decision("fake:m1", refresh=True)
+        cached = await client.get_status("fake:m1")
+    assert decision.action is ResendAction.BLOCKED
+    assert decision.result is not None
+    assert decision.result.status is S.DENIED
+    assert cached.status is S.DENIED
+    assert provider.calls["m1"] == 2
+
+
 async def test_a_zero_cache_size_caches_nothing() -> None:
     provider = FakeProvider()
     async with StatusClient([provider], cache_size=0) as client:
@@ -1121,3 +1187,42 @@ def test_a_script_that_never_closes_the_client_still_exits() -> None:
         check=True,
     )
     assert done.stdout.strip() == "DELIVERED"
+
+
+# -- what a decision's reason and a wait's merge carry ---------------------------------------
+
+
+@pytest.mark.parametrize("status", [S.FAILED, S.DENIED, S.PENDING, S.DELIVERED, S.SENT])
+async def test_the_reason_names_the_provider_status(status: MessageStatus) -> None:
+    provider = sendblue_like()
+    provider.script("m1", status)
+    async with StatusClient([provider]) as client:
+        decision = await client.resend_decision("sendbluelike:m1")
+    assert f"provider status 'raw-{status.value}'" in decision.reason
+
+
+async def test_a_failure_after_a_delivery_is_named_in_the_skip_reason() -> None:
+    provider = FakeProvider()
+    provider.script("m1", S.DELIVERED, S.FAILED)
+    async with StatusClient([provider]) as client:
+        await client.get_status("fake:m1")
+        decision = await client.resend_decision("fake:m1", refresh=True)
+    assert decision.action is ResendAction.SKIP
+    assert "conflict: " in decision.reason
+    assert "FAILED" in decision.reason
+
+
+async def test_a_wait_survives_a_provider_that_renames_the_handle() -> None:
+    class Renaming(FakeProvider):
+        """Answers the second poll under another canonical handle (its form changed)."""
+
+        def result(self, native: str, status: MessageStatus) -> StatusResult:
+            renamed = native if status is S.PENDING else native.upper()
+            return super().result(renamed, status)
+
+    provider = Renaming()
+    provider.script("m1", S.PENDING, S.DELIVERED)
+    async with StatusClient([provider]) as client:
+        with anyio.fail_after(10):
+            result = await client.wait_for_final("fake:m1", timeout=5, poll_interval=0.01)
+    assert (result.handle, result.status) == ("fake:M1", S.DELIVERED)

@@ -27,7 +27,14 @@ from msgstatus import (
     SyncStatusClient,
     UnknownProviderError,
 )
-from msgstatus.testing import ChimeEmulator, ChimeState, Fault, SendblueEmulator, SendblueState
+from msgstatus.testing import (
+    ChimeEmulator,
+    ChimeState,
+    Fault,
+    ManualClock,
+    SendblueEmulator,
+    SendblueState,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -182,6 +189,8 @@ async def test_batch_of_1000_mixed_handles_across_both_emulators(
 
 async def test_iter_statuses_against_the_emulator(sendblue: SendblueEmulator) -> None:
     handles = [f"sendblue:{sendblue.add_message(status='DELIVERED')}" for _ in range(100)]
+    # Latency makes the eight workers' requests overlap at the server.
+    sendblue.latency = max(sendblue.latency, 0.05)
     sendblue.stats.reset()
     async with (
         StatusClient([sendblue_provider(sendblue)]) as client,
@@ -190,15 +199,36 @@ async def test_iter_statuses_against_the_emulator(sendblue: SendblueEmulator) ->
         seen = {handle: outcome async for handle, outcome in results}
     assert set(seen) == set(handles)
     assert all(isinstance(r, StatusResult) and r.status is S.DELIVERED for r in seen.values())
-    assert sendblue.stats.max_in_flight <= 8
+    # Side by side (a stream that looked handles up one at a time fails), never more than 8.
+    assert 1 < sendblue.stats.max_in_flight <= 8
 
 
 # -- waiting ---------------------------------------------------------------------------------
 
 
+async def _advance_after_each_answer(
+    emulator: SendblueEmulator | ChimeEmulator, clock: ManualClock, steps: list[float]
+) -> None:
+    """Move ``clock`` on by each of ``steps`` once the emulator has answered one more request
+    (counted in and out again): every state of a lifecycle is served at least once, however
+    slow the machine or the emulator's latency, and the wait cannot skip one by luck."""
+    for step in steps:
+        answered = emulator.stats.requests
+        with anyio.fail_after(20):
+            while emulator.stats.requests == answered or emulator.stats.in_flight:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        clock.advance(step)
+
+
 async def test_wait_for_final_follows_a_sendblue_lifecycle(sendblue: SendblueEmulator) -> None:
-    handle = sendblue.add_message(steps=[(0.0, "QUEUED"), (0.1, "SENT"), (0.2, "DELIVERED")])
-    async with StatusClient([sendblue_provider(sendblue)]) as client:
+    sendblue.clock = clock = ManualClock()
+    handle = sendblue.add_message(steps=[(0.0, "QUEUED"), (1.0, "SENT"), (2.0, "DELIVERED")])
+    sendblue.stats.reset()
+    async with (
+        StatusClient([sendblue_provider(sendblue)]) as client,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_advance_after_each_answer, sendblue, clock, [1.0, 1.0])
         with anyio.fail_after(30):
             result = await client.wait_for_final(
                 f"sendblue:{handle}", timeout=20, poll_interval=0.02, max_interval=0.05
@@ -208,19 +238,24 @@ async def test_wait_for_final_follows_a_sendblue_lifecycle(sendblue: SendblueEmu
         "DELIVERED",
         True,
     )
-    assert sendblue.stats.requests >= 3  # QUEUED, SENT, DELIVERED at least
+    # QUEUED and SENT were each answered (and were not final) before DELIVERED was.
+    assert sendblue.stats.requests >= 3
 
 
 async def test_wait_for_final_follows_a_chime_lifecycle(
     chime: ChimeEmulator, chime_provider: ChimeProvider
 ) -> None:
-    handle = chime_message(chime, steps=[(0.0, "PENDING"), (0.15, "SENT")])
-    async with StatusClient([chime_provider]) as client:
+    chime.clock = clock = ManualClock()
+    handle = chime_message(chime, steps=[(0.0, "PENDING"), (1.0, "SENT")])
+    chime.stats.reset()
+    async with StatusClient([chime_provider]) as client, anyio.create_task_group() as tg:
+        tg.start_soon(_advance_after_each_answer, chime, clock, [1.0])
         with anyio.fail_after(30):
             result = await client.wait_for_final(
                 handle, timeout=20, poll_interval=0.02, max_interval=0.05
             )
     assert (result.status, result.is_final) == (S.SENT, True)
+    assert chime.stats.requests >= 2
 
 
 async def test_a_message_stuck_queued_times_out(sendblue: SendblueEmulator) -> None:

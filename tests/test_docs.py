@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -175,3 +180,123 @@ def test_the_sendblue_error_table_matches_the_code() -> None:
         matching = [error for answers, error in rows if re.search(rf"\b{status}\b", answers)]
         assert matching, f"HTTP {status} is not in providers.md"
         assert matching[0].split(",")[0].split(" ")[0] == rule.error.__name__, status
+
+
+# -- every Python block in README.md and providers.md runs as written -------------------------
+
+_FENCE = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+
+
+def _python_blocks() -> list[tuple[str, int, str]]:
+    blocks = []
+    for name in ("README.md", "providers.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        for match in _FENCE.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            blocks.append((name, line, match.group(1)))
+    return blocks
+
+
+BLOCKS = _python_blocks()
+
+
+def test_the_docs_have_the_python_blocks_this_suite_runs() -> None:
+    # A fence the regex misses would silently escape the test below.
+    for name in ("README.md", "providers.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        assert text.count("```python") == sum(1 for block in BLOCKS if block[0] == name)
+    assert len(BLOCKS) >= 7
+
+
+@pytest.fixture(scope="module")
+def docs_env() -> Iterator[dict[str, str]]:
+    """The environment a reader's shell would have after `msgstatus emulate`'s exports: the
+    blocks that read configuration (``from_env()``) run against the emulators."""
+    from msgstatus._emulate import exports
+    from msgstatus.testing import ChimeEmulator, SendblueEmulator
+
+    keep = ("PATH", "HOME", "SYSTEMROOT", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")
+    env = {name: os.environ[name] for name in keep if name in os.environ}
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        PYTHONIOENCODING="utf-8",
+    )
+    with SendblueEmulator() as sendblue, ChimeEmulator() as chime:
+        for line in exports(sendblue, chime, chime.user_arn("docs")):
+            if line.startswith("export "):
+                name, _, value = line[len("export ") :].partition("=")
+                env[name] = shlex.split(value)[0]
+        yield env
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "code"), BLOCKS, ids=[f"{name}:{line}" for name, line, _ in BLOCKS]
+)
+def test_python_block_runs(
+    name: str, line: int, code: str, tmp_path: Path, docs_env: dict[str, str]
+) -> None:
+    if "def test_" in code:
+        # A pytest file for the reader's own project: run it with pytest, as they would; the
+        # msgstatus plugin's fixtures come from its entry point.
+        (tmp_path / "test_from_docs.py").write_text(code, encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_from_docs.py"],
+            cwd=tmp_path,
+            env=docs_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{name}:{line}\n{done.stdout}\n{done.stderr}"
+        summary = done.stdout.strip().splitlines()[-1]
+        tests = code.count("\nasync def test_") + code.count("\ndef test_")
+        assert f"{2 * tests} passed" in summary, summary  # each on asyncio and trio
+        assert "skipped" not in summary
+    else:
+        (tmp_path / "example.py").write_text(code, encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, "-W", "error::RuntimeWarning", "example.py"],
+            cwd=tmp_path,
+            env=docs_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{name}:{line}\n{done.stdout}\n{done.stderr}"
+
+
+def _documented_call(text: str, name: str) -> str:
+    match = re.search(rf"`{re.escape(name)}\((.*?)\)`", text, re.S)
+    assert match, f"providers.md does not document {name}(...)"
+    return " ".join(match.group(1).split())
+
+
+@pytest.mark.parametrize("name", ["RetryPolicy", "SendblueEmulator", "ChimeEmulator"])
+def test_documented_constructors_match_the_code(name: str) -> None:
+    import inspect
+
+    import msgstatus
+    import msgstatus.testing
+
+    cls = getattr(msgstatus, name, None) or getattr(msgstatus.testing, name)
+    documented = _documented_call(PROVIDERS_MD, name)
+    parameters = [p for p in inspect.signature(cls).parameters.values() if p.name != "rng"]
+    for parameter in parameters:
+        if parameter.default is inspect.Parameter.empty:
+            assert parameter.name in documented, (name, parameter.name)
+        else:
+            shown = repr(parameter.default).replace("'", '"')
+            assert f"{parameter.name}={shown}" in documented, (name, parameter.name)
+
+
+def test_readme_opens_with_exactly_the_two_setup_commands() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    fence = lines.index("```sh")
+    block = lines[fence + 1 : lines.index("```", fence + 1)]
+    assert len(block) == 2
+    assert "msgstatus demo" in block[0]
+    assert "pytest" in block[1]

@@ -789,8 +789,9 @@ async def test_12_odd_handles_give_typed_errors_and_never_break_a_batch() -> Non
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the Chime thread path keeps one limiter per event loop, so two loops together "
-    "overrun botocore's pool; the event-loop transport (another helper's issue) fixes it",
+    reason="ChimeProvider bounds requests per event loop (one limiter and pool per loop, on the "
+    "thread path and on the event-loop transport): two loops with max_concurrency=4 have 8 in "
+    "flight. The bound must be per provider, or the second loop refused (Chime transport owner)",
 )
 def test_12_one_chime_provider_used_from_two_loops_stays_within_its_pool(
     caplog: pytest.LogCaptureFixture,

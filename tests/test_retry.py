@@ -112,6 +112,21 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
         assert max(waits) > ceiling * 0.8
 
 
+@pytest.mark.parametrize("retry_after", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_retry_after_falls_back_to_the_jittered_wait(retry_after: float) -> None:
+    policy = RetryPolicy(initial_backoff=0.2, max_backoff=5.0, rng=random.Random(3))
+    waits = [policy.backoff(1, retry_after) for _ in range(50)]
+    assert all(0 <= wait <= 0.2 for wait in waits)
+    assert len(set(waits)) > 1  # the jitter, not one fixed value
+
+
+def test_a_finite_retry_after_is_clamped_to_zero_and_the_cap() -> None:
+    policy = RetryPolicy(initial_backoff=0.2, max_backoff=5.0)
+    assert policy.backoff(1, 3.0) == 3.0
+    assert policy.backoff(1, 60.0) == 5.0
+    assert policy.backoff(1, -2.0) == 0.0
+
+
 async def test_sleeps_for_real_through_anyio() -> None:
     attempt = Script(ProviderUnavailableError("blip"))
     policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.001)
@@ -120,7 +135,13 @@ async def test_sleeps_for_real_through_anyio() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_attempts": 0}, {"initial_backoff": -1.0}, {"max_backoff": float("nan")}],
+    [
+        {"max_attempts": 0},
+        {"initial_backoff": -1.0},
+        {"max_backoff": float("nan")},
+        {"max_backoff": float("inf")},
+        {"initial_backoff": float("inf")},
+    ],
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):

@@ -270,6 +270,9 @@ _ALL_DEBUG = (
 
 def _env(setup: Emulators, **overrides: str) -> dict[str, str]:
     keep = ("PATH", "HOME", "SYSTEMROOT", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")
+    # Coverage measures the subprocesses too (`nox -s coverage`); the emulators' latency
+    # switch reaches the demo's own emulators.
+    keep += ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START", "MSGSTATUS_EMULATOR_LATENCY")
     env = {name: os.environ[name] for name in keep if name in os.environ}
     env.update(
         AWS_EC2_METADATA_DISABLED="true",

@@ -62,11 +62,15 @@ def test_plain_http_to_another_host_is_refused_from_the_environment(
 
 
 @pytest.mark.parametrize("host", LOOPBACK[:1] + LOOPBACK[2:5])
-def test_plain_http_to_loopback_and_https_anywhere_are_accepted(host: str) -> None:
+@pytest.mark.anyio
+async def test_plain_http_to_loopback_and_https_anywhere_are_accepted(host: str) -> None:
+    # Accepted means: built, and pointed at exactly that endpoint (not silently another one).
     for url in (_url("http", host), "https://chime.example.com"):
-        ChimeProvider(region_name="us-east-1", endpoint_url=url)
+        async with ChimeProvider(region_name="us-east-1", endpoint_url=url) as chime:
+            assert chime.client.meta.endpoint_url.rstrip("/") == url
     for url in (_url("http", host), "https://sendblue.example.com"):
-        SendblueProvider("key", "secret-for-transport", base_url=url)
+        async with SendblueProvider("key", "secret-for-transport", base_url=url) as sendblue:
+            assert sendblue.base_url.rstrip("/") == url
 
 
 async def _sendblue_tls_context() -> ssl.SSLContext:

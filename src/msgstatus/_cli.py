@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import logging
 import os
@@ -12,11 +13,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import partial
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 import anyio
 
 from msgstatus import (
+    InvalidHandleError,
+    Ledger,
     MessageStatusProvider,
     MsgStatusError,
     ResendAction,
@@ -24,6 +27,7 @@ from msgstatus import (
     StatusClient,
     StatusResult,
     UnknownProviderError,
+    open_ledger,
 )
 
 __all__ = ["main"]
@@ -37,8 +41,17 @@ configuration (environment):
   A provider without configuration is not registered: its handles fail with a message naming
   the variables to set. Secrets are never printed, also not with --debug.
 
-exit codes: 0 success; 1 a lookup failed (get) or a message did not become final (watch);
-  2 bad usage or input.
+exit codes: 0 success; 1 a lookup failed (get, watch) or a message did not become final
+  (watch); 2 bad usage or input: a malformed handle, a provider that is not configured, a file
+  that is empty, binary or unreadable.
+
+Try it without credentials: run 'msgstatus emulate' in one terminal and paste the export lines
+it prints into another.
+
+ledger (check --ledger, ledger show, reconcile, listen): --ledger URL, else $MSGSTATUS_LEDGER_URL,
+  else sqlite:///msgstatus-ledger.sqlite3 in the current directory; postgresql://... needs
+  msgstatus[postgres]. listen needs msgstatus[server] and reads its webhook secret from
+  MSGSTATUS_SENDBLUE_WEBHOOK_SECRET (or --secret).
 """
 
 #: What to set to register a provider, for the message about an unregistered one.
@@ -65,14 +78,19 @@ class UsageError(Exception):
 
 
 def providers_from_env(env: Mapping[str, str]) -> list[MessageStatusProvider]:
-    """The providers the environment configures; the others are simply not registered."""
-    from msgstatus import ChimeProvider, SendblueProvider
+    """The providers the environment configures (each through its own ``from_env()``); the
+    others are simply not registered. Raises UsageError for configuration a provider refuses."""
+    from msgstatus import AuthenticationError, ChimeProvider, SendblueProvider
 
     providers: list[MessageStatusProvider] = []
-    if env.get("SENDBLUE_API_KEY") and env.get("SENDBLUE_API_SECRET"):
+    # Not configured: its handles fail with a message naming the variables to set.
+    with contextlib.suppress(AuthenticationError):
         providers.append(SendblueProvider.from_env())
     if _aws_region_configured(env):
-        providers.append(ChimeProvider(bearer=env.get("MSGSTATUS_CHIME_BEARER") or None))
+        try:
+            providers.append(ChimeProvider.from_env())
+        except InvalidHandleError as exc:
+            raise UsageError(exc.message) from None
     return providers
 
 
@@ -110,7 +128,21 @@ def _explain(error: MsgStatusError) -> str:
 
 
 def _short(text: str, width: int = _MAX_HANDLE_COLUMN) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
+    """``text`` cut to ``width`` in the middle: the end of a handle is what tells two apart
+    (a Chime handle's message id comes after its long channel ARN)."""
+    if len(text) <= width:
+        return text
+    head = (width - 3) // 3
+    return text[:head] + "..." + text[len(text) - (width - 3 - head) :]
+
+
+def _input_error(error: BaseException) -> bool:
+    """A malformed handle or an unconfigured provider: bad input (exit 2), not a failed lookup."""
+    return isinstance(error, (InvalidHandleError, UnknownProviderError))
+
+
+def _handle_cell(text: str, full: bool) -> str:
+    return text if full else _short(text)
 
 
 def _table(
@@ -128,10 +160,10 @@ def _table(
 _RESULT_HEADER = ("PROVIDER", "HANDLE", "STATUS", "RAW", "FINAL", "DETAIL")
 
 
-def _result_row(result: StatusResult) -> tuple[str, ...]:
+def _result_row(result: StatusResult, full: bool = False) -> tuple[str, ...]:
     return (
         result.provider,
-        _short(result.handle),
+        _handle_cell(result.handle, full),
         result.status.value,
         result.provider_status or "-",
         "yes" if result.is_final else "no",
@@ -144,22 +176,52 @@ _DECISION_HEADER = ("ACTION", "STATUS", "HANDLE", "REASON")
 _STREAM_WIDTHS = (7, 9, _MAX_HANDLE_COLUMN, 0)
 
 
-def _decision_row(handle: str, decision: ResendDecision) -> tuple[str, ...]:
+def _decision_row(handle: str, decision: ResendDecision, full: bool = False) -> tuple[str, ...]:
     status = decision.result.status.value if decision.result else "-"
-    return (decision.action.value, status, _short(handle), decision.reason)
+    return (decision.action.value, status, _handle_cell(handle, full), decision.reason)
 
 
-def _decision_json(handle: str, decision: ResendDecision) -> str:
-    return decision.model_dump_json() if decision.result else _with_handle(handle, decision)
+def _error_type(outcome: object) -> str | None:
+    return type(outcome).__name__ if isinstance(outcome, BaseException) else None
 
 
-def _with_handle(handle: str, decision: ResendDecision) -> str:
-    # A failed lookup has no result to carry the handle: add it so each line stands alone.
+def decision_row_json(handle: str, decision: ResendDecision, error_type: str | None) -> str:
+    """One ``check --json`` row: ``handle`` (as read), ``action``, ``reason``, ``error_type``
+    (the error's class name when the lookup failed, else null) and ``result`` (a StatusResult
+    object, or null)."""
     import json
 
-    data = decision.model_dump(mode="json")
-    data["handle"] = handle
-    return json.dumps(data)
+    row = {
+        "handle": handle,
+        "action": decision.action.value,
+        "reason": decision.reason,
+        "error_type": error_type,
+        "result": decision.result.model_dump(mode="json") if decision.result else None,
+    }
+    return json.dumps(row)
+
+
+def result_row_json(handle: str, outcome: StatusResult | MsgStatusError) -> str:
+    """One ``get --json`` row: ``handle`` (as given), ``result`` (a StatusResult object, or
+    null), ``error_type`` and ``error`` (the error's class name and message, or null)."""
+    import json
+
+    row: dict[str, object]
+    if isinstance(outcome, MsgStatusError):
+        row = {
+            "handle": handle,
+            "result": None,
+            "error_type": type(outcome).__name__,
+            "error": _explain(outcome).partition(": ")[2],
+        }
+    else:
+        row = {
+            "handle": handle,
+            "result": outcome.model_dump(mode="json"),
+            "error_type": None,
+            "error": None,
+        }
+    return json.dumps(row)
 
 
 # -- get -------------------------------------------------------------------------------------
@@ -167,20 +229,23 @@ def _with_handle(handle: str, decision: ResendDecision) -> str:
 
 async def _get(client: StatusClient, handles: Sequence[str], as_json: bool, out: TextIO) -> int:
     outcomes = await client.get_statuses(handles)
+    full = not out.isatty()
     rows: list[tuple[str, ...]] = [_RESULT_HEADER]
-    failed = 0
+    failed = bad_input = 0
     for handle, outcome in zip(handles, outcomes, strict=True):
         if isinstance(outcome, MsgStatusError):
             failed += 1
+            bad_input += _input_error(outcome)
             print(f"msgstatus: {_short(handle, 80)}: {_explain(outcome)}", file=sys.stderr)
             log.debug("lookup of %r failed", handle, exc_info=outcome)
-        elif as_json:
-            out.write(outcome.model_dump_json() + "\n")
-        else:
-            rows.append(_result_row(outcome))
+        if as_json:
+            # One row per input handle, in input order, failures included.
+            out.write(result_row_json(handle, outcome) + "\n")
+        elif not isinstance(outcome, MsgStatusError):
+            rows.append(_result_row(outcome, full))
     if not as_json and len(rows) > 1:
         _table(rows, out)
-    return 1 if failed else 0
+    return 2 if bad_input else 1 if failed else 0
 
 
 # -- check -----------------------------------------------------------------------------------
@@ -257,21 +322,24 @@ async def _check(
     rows: list[tuple[str, ...]] = [_DECISION_HEADER]
     progress = _Progress(total, sys.stderr.isatty())
     header_due = True
+    full = not out.isatty()
+    bad_input = 0
     # Decisions are printed as lookups complete, so memory stays flat for any input size.
     async with client.iter_statuses(handles, concurrency=concurrency) as stream:
         async for handle, outcome in stream:
             decision = ResendDecision.from_outcome(outcome)
             counts[decision.action] += 1
+            bad_input += _input_error(outcome) if isinstance(outcome, BaseException) else 0
             progress.step()
             handle_text = str(handle)
             if as_json:
-                out.write(_decision_json(handle_text, decision) + "\n")
+                out.write(decision_row_json(handle_text, decision, _error_type(outcome)) + "\n")
                 if total is None:
                     out.flush()  # stdin: each answer shows while the input is still open
             elif total is None:
                 # stdin: a row per answer as it comes, in columns as wide as the longest value
                 # can be (actions, statuses) or as tables shorten it (handles).
-                row = _decision_row(handle_text, decision)
+                row = _decision_row(handle_text, decision, full)
                 if header_due:
                     _table([_DECISION_HEADER, row], out, widths=_STREAM_WIDTHS)
                     header_due = False
@@ -279,27 +347,91 @@ async def _check(
                     _table([row], out, widths=_STREAM_WIDTHS)
                 out.flush()
             else:
-                rows.append(_decision_row(handle_text, decision))
+                rows.append(_decision_row(handle_text, decision, full))
                 if len(rows) >= 200:
                     _table(rows, out)
                     rows = [_DECISION_HEADER]
     progress.close()
+    if total is None and not counts:
+        raise UsageError("standard input: no handles (the input is empty)")
     if not as_json and len(rows) > 1:
         _table(rows, out)
     summary = ", ".join(f"{action.value} {counts[action]}" for action in ResendAction)
-    print(f"{sum(counts.values())} handles: {summary}", file=sys.stderr if as_json else out)
+    # The summary is for the person at the terminal: on stderr when stdout is a file or a pipe.
+    to_stderr = as_json or not out.isatty()
+    print(f"{sum(counts.values())} handles: {summary}", file=sys.stderr if to_stderr else out)
+    if bad_input:
+        print(
+            f"msgstatus: {bad_input} handles are malformed or name a provider that is not "
+            "configured",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
+def _binary(path: str) -> UsageError:
+    return UsageError(f"{path}: a binary file or not UTF-8 text, so not a file of handles")
+
+
+class _CheckedLines:
+    """A text stream read line by line, as ``read_handles`` reads it, refusing binary or
+    non-UTF-8 input with the same UsageError a file gets, at the line where it shows."""
+
+    name = "standard input"
+
+    def __init__(self, stream: TextIO) -> None:
+        import io
+
+        buffer = getattr(stream, "buffer", None)
+        self._stream: TextIO = (
+            io.TextIOWrapper(buffer, encoding="utf-8-sig", errors="strict", newline="")
+            if buffer is not None
+            else stream
+        )
+        self.handles = 0
+
+    def readline(self) -> str:
+        try:
+            line = self._stream.readline()
+        except UnicodeDecodeError:
+            raise _binary(self.name) from None
+        if "\x00" in line:
+            raise _binary(self.name)
+        return line
+
+    def __iter__(self) -> Iterator[str]:
+        while line := self.readline():
+            yield line
+
+    def close(self) -> None:
+        """Standard input stays open: it is not ours."""
+
+
 def _open_handles(path: str) -> tuple[TextIO, int | None]:
+    """The handle source and its number of handles (a CSV header and comments not counted).
+    Raises UsageError naming the file when it cannot be read, is binary or holds no handles."""
+
     if path == "-":
-        return sys.stdin, None
+        # Standard input is streamed, never held: each line is checked as it is read (binary or
+        # not UTF-8 ends the run with exit 2), and an input with no handles is refused at its
+        # end (_check). No total: stdin cannot be read twice.
+        return cast("TextIO", _CheckedLines(sys.stdin)), None
     try:
-        with open(path, encoding="utf-8") as counting:
-            total = sum(1 for line in counting if line.strip())
-        return open(path, encoding="utf-8", newline=""), total
+        with open(path, "rb") as probe:
+            if b"\x00" in probe.read(8192):
+                raise _binary(path)
+        with open(path, encoding="utf-8-sig", newline="") as counting:
+            total = sum(1 for _ in read_handles(counting))
+        source = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed by _run
+    except UnicodeDecodeError:
+        raise _binary(path) from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    if total == 0:
+        source.close()
+        raise UsageError(f"{path}: no handles (the file is empty)")
+    return source, total
 
 
 # -- watch -----------------------------------------------------------------------------------
@@ -317,6 +449,7 @@ async def _watch_one(
     interval: float,
     out: TextIO,
     final: dict[str, bool],
+    failed: dict[str, MsgStatusError],
 ) -> None:
     last_seen: tuple[str, str | None] | None = None
     last_error = ""
@@ -326,10 +459,13 @@ async def _watch_one(
             result = await client.get_status(handle)
         except MsgStatusError as exc:
             if not exc.retryable:
+                # Said at once, and not again as "not final" at the end.
                 print(f"msgstatus: {_short(handle, 80)}: {_explain(exc)}", file=sys.stderr)
+                failed[handle] = exc
                 return
             if str(exc) != last_error:
-                print(f"{_now()}  {_short(handle)}  (retrying: {exc.message})", file=out)
+                shown = _handle_cell(handle, not out.isatty())
+                print(f"{_now()}  {shown}  (retrying: {exc.message})", file=out)
                 last_error = str(exc)
         else:
             seen = (result.status.value, result.provider_status)
@@ -338,7 +474,8 @@ async def _watch_one(
                 mark = "  final" if result.is_final else ""
                 detail = f"  {result.detail}" if result.detail else ""
                 print(
-                    f"{_now()}  {result.provider:<8}  {_short(result.handle)}  "
+                    f"{_now()}  {result.provider:<8}  "
+                    f"{_handle_cell(result.handle, not out.isatty())}  "
                     f"{result.status.value}{raw}{mark}{detail}",
                     file=out,
                     flush=True,
@@ -358,6 +495,7 @@ async def _watch(
     client: StatusClient, handles: Sequence[str], *, seconds: float, interval: float, out: TextIO
 ) -> int:
     final = dict.fromkeys(handles, False)
+    failed: dict[str, MsgStatusError] = {}
     deadline = anyio.current_time() + seconds
     with anyio.move_on_after(seconds):
         async with anyio.create_task_group() as tg:
@@ -371,12 +509,15 @@ async def _watch(
                         interval=interval,
                         out=out,
                         final=final,
+                        failed=failed,
                     )
                 )
-    pending = [h for h, done in final.items() if not done]
+    pending = [h for h, done in final.items() if not done and h not in failed]
     for handle in pending:
         print(f"msgstatus: {_short(handle, 80)}: not final after {seconds:g} s", file=sys.stderr)
-    return 1 if pending else 0
+    if any(_input_error(error) for error in failed.values()):
+        return 2
+    return 1 if pending or failed else 0
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -404,10 +545,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
+    # --debug is accepted after the subcommand too; SUPPRESS keeps an absent one from undoing a
+    # --debug given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="tracebacks and debug logging",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     get = sub.add_parser(
         "get",
+        parents=[common],
         help="look up the status of handles",
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -417,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser(
         "check",
+        parents=[common],
         help="decide for each handle whether it may be resent",
         description="Read handles (one per line, or CSV with a 'handle' column) and print the "
         "resend decision for each as its lookup completes, then a count per action.",
@@ -428,9 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--concurrency", type=_positive(int), default=32, help="lookups at once (default 32)"
     )
+    _add_ledger_option(check, optional=True)
 
     watch = sub.add_parser(
         "watch",
+        parents=[common],
         help="follow handles until their status is final",
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -445,9 +599,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "demo",
+        parents=[common],
         help="run the library against the built-in loopback emulators (no credentials)",
     )
+    _add_emulate_parser(sub, common)
+    _add_ledger_commands(sub, common)
     return parser
+
+
+def _add_emulate_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    emulate = sub.add_parser(
+        "emulate",
+        parents=[common],
+        help="serve both emulators on loopback with seeded messages, for get, check and watch",
+        description="Start the Sendblue and Chime emulators on 127.0.0.1, seed messages in each "
+        "lifecycle, print the export lines that point the CLI and the library at them, and serve "
+        "until interrupted (Ctrl-C).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    emulate.add_argument(
+        "--sendblue-port", type=int, default=0, help="port of the Sendblue emulator (default any)"
+    )
+    emulate.add_argument(
+        "--chime-port", type=int, default=0, help="port of the Chime emulator (default any)"
+    )
+    emulate.add_argument(
+        "--messages",
+        type=_positive(int),
+        default=None,
+        help="seed this many messages in all, spread over the lifecycles (default: one each)",
+    )
+    emulate.add_argument(
+        "--write-handles",
+        metavar="FILE",
+        help="write the seeded handles to FILE as CSV (handle,lifecycle), for 'msgstatus check'",
+    )
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
@@ -455,12 +641,14 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         from msgstatus._demo import run_demo
 
         return await run_demo(out)
+    if args.command in _LEDGER_COMMANDS:
+        return await _run_ledger_command(args, out)
     source: TextIO | None = None
     total: int | None = None
     if args.command == "check":
         source, total = _open_handles(args.file)
     try:
-        async with StatusClient(providers_from_env(os.environ)) as client:
+        async with StatusClient(providers_from_env(os.environ), ledger=_ledger_of(args)) as client:
             if args.command == "get":
                 return await _get(client, args.handles, args.json, out)
             if args.command == "watch":
@@ -481,6 +669,22 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             source.close()
 
 
+def _emulate(args: argparse.Namespace, out: TextIO) -> int:
+    # Synchronous: the emulators serve from their own threads, and Ctrl-C ends the wait.
+    from msgstatus._emulate import run_emulate
+
+    try:
+        return run_emulate(
+            out,
+            sendblue_port=args.sendblue_port,
+            chime_port=args.chime_port,
+            messages=args.messages,
+            handles_file=args.write_handles,
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot serve or write: {exc.strerror or exc}") from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``msgstatus`` and ``python -m msgstatus``; returns the exit code."""
     parser = build_parser()
@@ -492,7 +696,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("msgstatus").setLevel(logging.DEBUG)
     out = sys.stdout
+    if args.command == "listen":
+        return _listen(args, out)
     try:
+        if args.command == "emulate":
+            return _emulate(args, out)
         return anyio.run(_run, args, out)
     except (UsageError, ValueError) as exc:
         # ValueError: configuration the providers refuse (e.g. a plain-http SENDBLUE_BASE_URL).
@@ -504,8 +712,198 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"msgstatus: {_explain(exc)}", file=sys.stderr)
-        return 1
+        return 2 if _input_error(exc) else 1
     except KeyboardInterrupt:
         return 130
     finally:
         out.flush()
+
+
+# -- the send ledger and push: ledger show, reconcile, listen -----------------------------------
+
+#: The CLI's ledger when neither --ledger nor $MSGSTATUS_LEDGER_URL names one.
+DEFAULT_LEDGER_URL = "sqlite:///msgstatus-ledger.sqlite3"
+#: Where ``listen`` reads the Sendblue webhook secret from unless --secret is given.
+SECRET_ENV = "MSGSTATUS_SENDBLUE_WEBHOOK_SECRET"  # noqa: S105 - the variable's name
+_LEDGER_COMMANDS = frozenset({"ledger", "reconcile"})
+
+
+def _ledger_url(given: str | None) -> str:
+    from msgstatus._ledger import LEDGER_URL_ENV
+
+    return given or os.environ.get(LEDGER_URL_ENV) or DEFAULT_LEDGER_URL
+
+
+def _ledger_of(args: argparse.Namespace) -> Ledger | None:
+    """The ledger ``check --ledger`` records into, or None without the option."""
+    given = getattr(args, "ledger", None)
+    if given is None:
+        return None
+    return open_ledger(_ledger_url(given or None))
+
+
+def _add_ledger_option(parser: argparse.ArgumentParser, *, optional: bool) -> None:
+    if optional:
+        parser.add_argument(
+            "--ledger",
+            nargs="?",
+            const="",
+            default=None,
+            metavar="URL",
+            help="record every result in the send ledger (URL optional: $MSGSTATUS_LEDGER_URL "
+            f"or {DEFAULT_LEDGER_URL})",
+        )
+    else:
+        parser.add_argument(
+            "--ledger",
+            metavar="URL",
+            default=None,
+            help=f"the send ledger (default $MSGSTATUS_LEDGER_URL or {DEFAULT_LEDGER_URL})",
+        )
+
+
+def _add_ledger_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    ledger = sub.add_parser("ledger", parents=[common], help="read the send ledger")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)
+    show = ledger_sub.add_parser(
+        "show", parents=[common], help="what the ledger holds for a key, and its decision"
+    )
+    show.add_argument("key", metavar="KEY")
+    show.add_argument("--json", action="store_true", help="the entry as one JSON object")
+    _add_ledger_option(show, optional=False)
+
+    reconcile = sub.add_parser(
+        "reconcile",
+        parents=[common],
+        help="look up the ledger's in-flight attempts and record what they are now",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reconcile.add_argument(
+        "--limit", type=_positive(int), default=100, help="attempts to look up (default 100)"
+    )
+    _add_ledger_option(reconcile, optional=False)
+
+    listen = sub.add_parser(
+        "listen",
+        parents=[common],
+        help="receive Sendblue status callbacks and outbound webhooks into the ledger",
+        description="Serve the Sendblue webhook receiver (uvicorn; pip install "
+        "'msgstatus[server]') and record each status it receives in the ledger, one line per "
+        "result. Point status_callback (or an 'outbound' account webhook) at it. SIGTERM or "
+        "Ctrl-C stops it gracefully: requests in flight are finished first.",
+    )
+    _add_ledger_option(listen, optional=False)
+    listen.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    listen.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    listen.add_argument(
+        "--secret",
+        default=None,
+        help=f"the webhook secret Sendblue sends as sb-signing-secret (default ${SECRET_ENV}; "
+        "prefer the variable: arguments are visible to other users in the process list)",
+    )
+    listen.add_argument(
+        "--no-secret",
+        action="store_true",
+        help="accept webhooks without checking sb-signing-secret (only behind your own auth)",
+    )
+
+
+async def _run_ledger_command(args: argparse.Namespace, out: TextIO) -> int:
+    ledger = open_ledger(_ledger_url(args.ledger))
+    if args.command == "ledger":
+        try:
+            return await _ledger_show(ledger, args.key, as_json=args.json, out=out)
+        finally:
+            await ledger.aclose()
+    async with StatusClient(providers_from_env(os.environ), ledger=ledger) as client:
+        return await _reconcile(client, limit=args.limit, out=out)
+
+
+async def _ledger_show(ledger: Ledger, key: str, *, as_json: bool, out: TextIO) -> int:
+    entry = await ledger.entry(key)
+    if entry is None:
+        print(f"msgstatus: the ledger has nothing for {key!r}", file=sys.stderr)
+        return 1
+    if as_json:
+        out.write(entry.model_dump_json() + "\n")
+        return 0
+    decision = entry.decision
+    out.write(f"key       {entry.key}\n")
+    out.write(f"decision  {decision.action.value}: {decision.reason}\n")
+    rows: list[tuple[str, ...]] = [("ATTEMPT", "STATE", "STATUS", "FINAL", "HANDLE", "NOTE")]
+    for attempt in entry.attempts:
+        observation = attempt.observation
+        note = attempt.lookup_error or (observation.detail if observation else None) or ""
+        if attempt.state == "claimed":
+            lease = "expired" if attempt.expired else "until " + attempt.lease_until.isoformat()
+            note = f"lease {lease}" + (f"; {note}" if note else "")
+        rows.append(
+            (
+                str(attempt.attempt),
+                attempt.state,
+                observation.status.value if observation else "-",
+                ("yes" if observation.is_final else "no") if observation else "-",
+                _short(attempt.handle or "-"),
+                note,
+            )
+        )
+    _table(rows, out)
+    return 0
+
+
+async def _reconcile(client: StatusClient, *, limit: int, out: TextIO) -> int:
+    outcomes = await client.reconcile(limit=limit)
+    rows: list[tuple[str, ...]] = [_RESULT_HEADER]
+    failed = 0
+    for handle, outcome in outcomes:
+        if isinstance(outcome, MsgStatusError):
+            failed += 1
+            print(f"msgstatus: {_short(handle, 80)}: {_explain(outcome)}", file=sys.stderr)
+        else:
+            rows.append(_result_row(outcome))
+    if len(rows) > 1:
+        _table(rows, out)
+    print(f"{len(outcomes)} in flight looked up, {failed} failed", file=out)
+    return 0
+
+
+def _listen(args: argparse.Namespace, out: TextIO) -> int:
+    from msgstatus._serve import ListenApp, bind, serve
+
+    secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV) or None
+    if secret is None and not args.no_secret:
+        print(
+            f"msgstatus: listen needs the webhook secret: set {SECRET_ENV} (or --secret), or "
+            "pass --no-secret to accept unauthenticated webhooks",
+            file=sys.stderr,
+        )
+        return 2
+    if not 0 <= args.port <= 65535:
+        print("msgstatus: --port must be 0-65535", file=sys.stderr)
+        return 2
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print("msgstatus: listen needs uvicorn: pip install 'msgstatus[server]'", file=sys.stderr)
+        return 2
+    try:
+        ledger = open_ledger(_ledger_url(args.ledger))
+        app = ListenApp(ledger, secret=None if args.no_secret else secret, out=out)
+        sock = bind(args.host, args.port)
+    except (ValueError, OSError) as exc:
+        print(f"msgstatus: {exc}", file=sys.stderr)
+        return 2
+    # uvicorn handles SIGTERM (a graceful shutdown), then restores the handler it found and
+    # raises the signal again: this one makes that a normal exit (0) instead of death by signal.
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        with sock:
+            serve(app, sock, out=out)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0

@@ -8,6 +8,7 @@ for by emulators on 127.0.0.1 that speak the real wire formats.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
@@ -57,6 +58,16 @@ def _channel_flow(content: str) -> list[tuple[float, str | ChimeState]]:
     if "password" in content:
         return [(0, "PENDING"), (1.5 * STEP, ChimeState("DENIED", "blocked by the channel flow"))]
     return [(0, "PENDING"), (STEP, "SENT")]
+
+
+def rules_document() -> str:
+    """Where an installed msgstatus keeps providers.md (the wheel ships it inside the package);
+    in a source checkout, the repository's copy."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "providers.md", here.parent.parent / "providers.md"):
+        if candidate.is_file():
+            return str(candidate)
+    return "python -m pydoc msgstatus (providers.md is not installed here)"
 
 
 def _line(out: TextIO, text: str = "") -> None:
@@ -205,5 +216,7 @@ async def run_demo(out: TextIO) -> int:
                 _line(out, f"  {names[handle]:<34} {decision.action.value:<8} {status}")
                 _line(out, f"  {'':<34} {decision.reason}")
             _line(out)
-            _line(out, f"Done in {time.monotonic() - start:.1f}s. See providers.md for the rules.")
+            _line(out, f"Done in {time.monotonic() - start:.1f}s.")
+            _line(out, f"The rules (statuses, resend actions, errors): {rules_document()}")
+            _line(out, "Try the command on emulators of your own: msgstatus emulate")
     return 0

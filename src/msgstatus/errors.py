@@ -18,8 +18,12 @@ them, and never carry a secret::
     ├── ProviderResponseError       a 2xx body that is not what the API promises, or about
     │                               another message
     ├── StatusWaitTimeout           wait_for_final ran out of time (also a TimeoutError)
-    └── ClientClosedError           the client was closed (also a RuntimeError); a batch cut
-                                    short by it carries the results it finished
+    ├── ClientClosedError           the client was closed (also a RuntimeError); a batch cut
+    │                               short by it carries the results it finished
+    ├── InvalidKeyError             a ledger key that is empty, too long or has control characters
+    ├── LedgerUnavailableError      the ledger's database is down or locked past its timeout
+    │                                                                                   (retryable)
+    └── ClaimLostError              a claim was taken over after its lease ran out
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "ClaimLostError",
     "ClientClosedError",
     "HandleError",
     "InvalidHandleError",
+    "InvalidKeyError",
+    "LedgerUnavailableError",
     "MessageNotFoundError",
     "MsgStatusError",
     "PermissionDeniedError",
@@ -204,8 +211,6 @@ class ClientClosedError(MsgStatusError, RuntimeError):
 
 
 # -- the send ledger ---------------------------------------------------------------------------
-
-__all__ += ["ClaimLostError", "InvalidKeyError", "LedgerUnavailableError"]
 
 
 class InvalidKeyError(MsgStatusError, ValueError):

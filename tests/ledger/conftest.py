@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,9 +22,15 @@ _databases = itertools.count()
 def postgres_server() -> Iterator[Any]:
     """One PostgreSQL server for the session (pgserver: a pip-installed PostgreSQL 16 that
     listens on a unix socket in its data directory, no TCP port)."""
-    import pgserver
+    with (
+        tempfile.TemporaryDirectory(prefix="msgstatus-pg-") as data,
+        tempfile.TemporaryDirectory(prefix="msgstatus-run-") as runtime,
+    ):
+        # pgserver asks platformdirs for a runtime directory, which warns when none is set (as
+        # in CI): give it a private one of its own.
+        os.environ.setdefault("XDG_RUNTIME_DIR", runtime)
+        import pgserver
 
-    with tempfile.TemporaryDirectory(prefix="msgstatus-pg-") as data:
         server = pgserver.get_server(Path(data), cleanup_mode="stop")
         try:
             yield server

@@ -372,6 +372,9 @@ async def test_in_flight_lists_unfinished_handles_oldest_check_first(ledger: Led
     for name in ("a", "b", "c"):
         claim = await granted(ledger, name)
         await claim.sent(f"sendblue:{name}", observed(f"sendblue:{name}", MessageStatus.PENDING))
+    # The order is by the database's clock, which SQLite keeps in milliseconds: let one pass, so
+    # that "b was checked before a" is a fact and not a tie broken by key.
+    await anyio.sleep(0.005)
     assert await ledger.observe(observed("sendblue:a", MessageStatus.SENT))  # checked last now
     assert await ledger.observe(observed("sendblue:c", MessageStatus.DELIVERED))  # final
     assert await ledger.in_flight() == ["sendblue:b", "sendblue:a"]

@@ -731,31 +731,58 @@ async def test_odd_details_are_dropped_and_metadata_is_not_raw() -> None:
     assert result.raw == {"Status": {"Value": "FAILED", "Detail": 42}}
 
 
+def _gated(fake_ref: list[FakeClient], width: int) -> Callable[..., Any]:
+    """A behaviour that holds each call until ``width`` calls are in flight at once (or 10 s
+    passed, after which nobody waits): a pool that runs fewer than ``width`` in parallel shows
+    as ``max_in_flight < width`` instead of passing by luck of the timing."""
+    reached = threading.Event()
+
+    def behaviour(**_: Any) -> Any:
+        if fake_ref[0].in_flight >= width:
+            reached.set()
+        if not reached.wait(timeout=10):
+            reached.set()
+        return {"Status": {"Value": "SENT"}}
+
+    return behaviour
+
+
 async def test_concurrency_is_bounded_by_max_concurrency() -> None:
-    provider, fake = _fake_provider(
-        lambda **_: {"Status": {"Value": "SENT"}}, max_concurrency=3, delay=0.01
-    )
+    ref: list[FakeClient] = []
+    provider, fake = _fake_provider(_gated(ref, 3), max_concurrency=3)
+    ref.append(fake)
     async with anyio.create_task_group() as tg:
         for i in range(30):
             tg.start_soon(provider.get_status, ChimeHandle(CHANNEL, f"m{i}"))
     assert len(fake.calls) == 30
-    assert fake.max_in_flight <= 3
+    # Exactly the bound: never more, and not fewer (a pool that serialized everything fails).
+    assert fake.max_in_flight == 3
 
 
-# One provider, built outside any event loop, used on both backends (and from several tests).
-_SHARED: dict[str, Any] = {}
+def test_a_provider_built_outside_a_loop_works_on_every_backend() -> None:
+    # Built here, outside any event loop, then used concurrently on each backend in turn.
+    ref: list[FakeClient] = []
+    provider, fake = _fake_provider(_gated(ref, 2), max_concurrency=2)
+    ref.append(fake)
 
+    async def six_lookups() -> list[MessageStatus]:
+        statuses: list[MessageStatus] = []
 
-async def test_a_provider_built_outside_a_loop_works_on_every_backend() -> None:
-    if not _SHARED:
-        _SHARED["pair"] = _fake_provider(
-            lambda **_: {"Status": {"Value": "SENT"}}, max_concurrency=2
-        )
-    provider, fake = _SHARED["pair"]
-    async with anyio.create_task_group() as tg:
-        for i in range(6):
-            tg.start_soon(provider.get_status, ChimeHandle(CHANNEL, f"m{i}"))
-    assert fake.max_in_flight <= 2
+        async def one(i: int) -> None:
+            statuses.append((await provider.get_status(ChimeHandle(CHANNEL, f"m{i}"))).status)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(one, i)
+        return statuses
+
+    for backend in ("asyncio", "trio"):
+        fake.behaviour = _gated(ref, 2)
+        fake.calls.clear()
+        fake.max_in_flight = 0
+        assert anyio.run(six_lookups, backend=backend) == [MessageStatus.SENT] * 6
+        assert len(fake.calls) == 6
+        assert fake.max_in_flight == 2, backend
 
 
 def test_a_provider_serves_two_event_loops_one_after_the_other() -> None:

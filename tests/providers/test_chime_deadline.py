@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-import anyio
 import boto3
 import pytest
 
@@ -22,7 +21,7 @@ CHANNEL = "arn:aws:chime:us-east-1:111122223333:app-instance/a/channel/c"
 @pytest.fixture
 def trickling_server() -> Iterator[tuple[int, list[int]]]:
     """Answers 200 with a Chime body sent one byte every 0.06 s: each read is quick, the whole
-    response takes ~3 s. Yields the port and the list of connections it has finished."""
+    response takes ~4 s. Yields the port and the list of connections it has finished."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -31,7 +30,7 @@ def trickling_server() -> Iterator[tuple[int, list[int]]]:
     def answer(conn: socket.socket) -> None:
         with conn:
             conn.recv(65536)
-            body = b'{"Status": {"Value": "SENT"}}' + b" " * 20
+            body = b'{"Status": {"Value": "SENT"}}' + b" " * 40
             head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             head += b"Content-Length: %d\r\n\r\n"
             try:
@@ -74,12 +73,12 @@ async def test_a_trickling_response_ends_in_a_typed_error_at_the_deadline(
         retry=RetryPolicy(max_attempts=1),
     )
     async with provider:
-        started = anyio.current_time()
         # Each read takes 0.06 s, inside read_timeout: only the overall deadline (connect +
-        # read + 1 s = 1.4 s) can end this lookup before the ~3 s the body takes.
+        # read + 1 s = 1.4 s) can end this lookup before the ~4 s the body takes. No wall-clock
+        # bound: that the server has not finished sending when the error arrives is the proof
+        # (a loaded machine only slows the server down further).
         with pytest.raises(ProviderUnavailableError, match=r"did not answer within 1\.4 s"):
             await provider.get_status(ChimeHandle(CHANNEL, "m1"))
-        assert anyio.current_time() - started < 2.8
         assert finished == []
         # The abandoned call still holds the only concurrency token: the next lookup waits for
         # it to end rather than open a second request (it then fails on the connection this

@@ -96,23 +96,65 @@ def answer(api: respx.MockRouter, *responses: httpx.Response | Exception) -> res
 # -- mapping ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "expected"), list(SENDBLUE_STATUS_MAP.items()))
+# The expected table, written out independently of SENDBLUE_STATUS_MAP and SENDBLUE_FINAL_STATUSES
+# (from DESIGN.md and providers.md): a wrong row in the code cannot also be the expectation.
+MAPPING_ROWS = [
+    ("QUEUED", MessageStatus.PENDING, False),
+    ("REGISTERED", MessageStatus.PENDING, False),
+    ("PENDING", MessageStatus.PENDING, False),
+    ("ACCEPTED", MessageStatus.PENDING, False),
+    ("SENT", MessageStatus.SENT, False),
+    ("SUCCESS", MessageStatus.SENT, False),
+    ("DELIVERED", MessageStatus.DELIVERED, True),
+    ("RECEIVED", MessageStatus.DELIVERED, True),
+    ("READ", MessageStatus.READ, True),
+    ("ERROR", MessageStatus.FAILED, True),
+    ("DECLINED", MessageStatus.DENIED, True),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected", "final"), MAPPING_ROWS)
 async def test_every_mapping_row(
-    api: respx.MockRouter, provider: SendblueProvider, raw: str, expected: MessageStatus
+    api: respx.MockRouter,
+    provider: SendblueProvider,
+    raw: str,
+    expected: MessageStatus,
+    final: bool,
 ) -> None:
     answer(api, httpx.Response(200, json=payload(status=raw)))
     result = await provider.get_status(HANDLE)
     assert result.status is expected
     assert result.provider_status == raw
-    assert result.is_final is (expected in SENDBLUE_FINAL_STATUSES)
+    assert result.is_final is final
+
+
+def test_the_table_has_exactly_the_expected_rows() -> None:
+    # No row more or less than the literal table (a row added without a test fails here).
+    assert {raw: status for raw, status, _ in MAPPING_ROWS} == SENDBLUE_STATUS_MAP
 
 
 def test_finality_follows_the_design() -> None:
-    final = {MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED}
-    assert final | {MessageStatus.DENIED} == SENDBLUE_FINAL_STATUSES
-    assert MessageStatus.SENT not in SENDBLUE_FINAL_STATUSES
-    assert MessageStatus.PENDING not in SENDBLUE_FINAL_STATUSES
-    assert MessageStatus.UNKNOWN not in SENDBLUE_FINAL_STATUSES
+    assert {
+        MessageStatus.DELIVERED,
+        MessageStatus.READ,
+        MessageStatus.FAILED,
+        MessageStatus.DENIED,
+    } == SENDBLUE_FINAL_STATUSES
+
+
+@pytest.mark.parametrize(
+    ("status", "final"),
+    [
+        ("TELEPORTED", False),  # UNKNOWN is never final
+        (None, False),
+    ],
+)
+async def test_unknown_and_missing_statuses_are_not_final(
+    api: respx.MockRouter, provider: SendblueProvider, status: str | None, final: bool
+) -> None:
+    answer(api, httpx.Response(200, json=payload(status=status)))
+    result = await provider.get_status(HANDLE)
+    assert (result.status, result.is_final) == (MessageStatus.UNKNOWN, final)
 
 
 async def test_matching_trims_and_upper_cases_but_keeps_the_raw_value(
@@ -856,10 +898,12 @@ def test_result_from_payload_rules() -> None:
         provider.result_from_payload({"status": 1, "message_handle": "m1"})
     with pytest.raises(ProviderResponseError):
         provider.result_from_payload(["not", "a", "dict"])  # type: ignore[arg-type]
-    with pytest.raises(ProviderResponseError):
-        provider.result_from_payload(
-            {"status": "SENT", "when": datetime.now(), "message_handle": "x"}, handle="x"
-        )
+    # A mapping with datetimes (an SDK model's model_dump()) is accepted; raw stays JSON-safe.
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    dated = provider.result_from_payload(
+        {"status": "SENT", "when": moment, "message_handle": "x"}, handle="x"
+    )
+    assert dated.raw["when"] == "2026-01-02T03:04:05+00:00"
     with pytest.raises(InvalidHandleError):
         provider.result_from_payload({"status": "SENT"}, handle="a b")
     scrubbed = provider.result_from_payload(

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from msgstatus.testing import ChimeEmulator, ChimeState, Fault, ManualClock
-from msgstatus.testing._chime import ERROR_STATUS
+from msgstatus.testing._chime import ERROR_CODE_ENUM, ERROR_STATUS
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,7 @@ def fresh(emulator: ChimeEmulator) -> Iterator[None]:
     emulator.reset()
     emulator.clock = time.monotonic
     emulator.denied_retention = 0.0
+    emulator.store_transient = False
     yield
     assert emulator.errors == []
 
@@ -70,16 +71,33 @@ def _code(call: Any) -> tuple[str, int]:
 def test_error_wire_format(emulator: ChimeEmulator, channel: str, sender: str) -> None:
     message_id = emulator.add_message(channel, sender=sender)
     path = f"/channels/{channel.replace(':', '%3A').replace('/', '%2F')}/messages/{message_id}"
+    # An unsigned request never reaches Chime: AWS's front door answers it.
     response = httpx.get(f"{emulator.base_url}{path}?scope=message-status")
-    assert response.status_code == 401
+    assert response.status_code == 403
     assert response.headers["x-amzn-ErrorType"] == (
-        "UnauthorizedClientException:http://internal.amazon.com/coral/com.amazonaws.chime/"
+        "MissingAuthenticationTokenException:"
+        "http://internal.amazon.com/coral/com.amazon.coral.service/"
     )
     assert response.headers["content-type"] == "application/json"
     assert response.headers["x-amzn-RequestId"]
-    body = response.json()
-    assert set(body) == {"Code", "Message"}
-    assert body["Code"] == "UnauthorizedClientException"
+    assert response.json() == {"message": "Missing Authentication Token"}
+
+
+def test_modelled_errors_carry_the_error_code_enum_in_the_body(
+    emulator: ChimeEmulator, client: Any, channel: str, sender: str
+) -> None:
+    message_id = emulator.add_message(channel, sender=sender)
+    with pytest.raises(ClientError) as caught:
+        _status(client, channel, message_id, emulator.user_arn("mallory"))
+    response = caught.value.response
+    # The header keeps the exception name (botocore's Error.Code); the body's Code member is the
+    # model's ErrorCode enum value, which botocore puts beside it.
+    assert response["Error"]["Code"] == "ForbiddenException"
+    assert response["Code"] == "Forbidden"
+    enum = set(client.meta.service_model.shape_for("ErrorCode").enum)
+    assert set(ERROR_CODE_ENUM.values()) <= enum
+    for code in ERROR_STATUS:
+        assert code in ERROR_CODE_ENUM
 
 
 @pytest.mark.parametrize(
@@ -92,13 +110,50 @@ def test_error_wire_format(emulator: ChimeEmulator, channel: str, sender: str) -
     ],
     ids=["not-sigv4", "no-signature", "wrong-signature"],
 )
-def test_garbled_authorization_is_unauthorized(emulator: ChimeEmulator, authorization: str) -> None:
+def test_garbled_authorization_is_refused_at_the_front_door(
+    emulator: ChimeEmulator, authorization: str
+) -> None:
     response = httpx.get(
         f"{emulator.base_url}/channels/x/messages/y?scope=message-status",
         headers={"Authorization": authorization, "X-Amz-Date": "20240101T000000Z"},
     )
-    assert response.status_code == 401
-    assert response.json()["Code"] == "UnauthorizedClientException"
+    assert response.status_code == 403
+    expected = (
+        "InvalidSignatureException"
+        if "Signature=" in authorization
+        else ("IncompleteSignatureException")
+    )
+    assert response.headers["x-amzn-ErrorType"].split(":")[0] == expected
+    assert set(response.json()) == {"message"}
+
+
+@pytest.mark.parametrize(
+    ("akid", "secret", "region", "code"),
+    [
+        ("AKIDEMULATOR", "wrong-secret", "us-east-1", "InvalidSignatureException"),
+        ("AKIDSOMEONEELSE", "emulator-secret", "us-east-1", "UnrecognizedClientException"),
+        ("AKIDEMULATOR", "emulator-secret", "eu-west-1", "InvalidSignatureException"),
+    ],
+    ids=["bad-signature", "unknown-key", "wrong-region"],
+)
+def test_credential_failures_through_boto3(
+    emulator: ChimeEmulator,
+    channel: str,
+    sender: str,
+    akid: str,
+    secret: str,
+    region: str,
+    code: str,
+) -> None:
+    message_id = emulator.add_message(channel, sender=sender)
+    session = boto3.session.Session(
+        aws_access_key_id=akid, aws_secret_access_key=secret, region_name=region
+    )
+    client = session.client("chime-sdk-messaging", endpoint_url=emulator.base_url)
+    try:
+        assert _code(lambda: _status(client, channel, message_id, sender)) == (code, 403)
+    finally:
+        client.close()
 
 
 def _signed(
@@ -135,14 +190,16 @@ def test_the_signature_covers_headers_and_body(
     assert _send_raw(request).status_code == 201
     tampered_body = _send_raw(request, body=body.replace(b"hi", b"yo"))
     tampered_bearer = _send_raw(request, headers={"x-amz-chime-bearer": sender + "x"})
-    assert tampered_body.status_code == tampered_bearer.status_code == 401
+    assert tampered_body.status_code == tampered_bearer.status_code == 403
+    assert tampered_body.headers["x-amzn-ErrorType"].startswith("InvalidSignatureException:")
 
 
 def test_an_old_signature_is_refused(emulator: ChimeEmulator) -> None:
     request = _signed(emulator, "GET", "/channels/x/messages/y?scope=message-status", b"", {})
     old = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 3600))
     response = _send_raw(request, headers={"X-Amz-Date": old})
-    assert response.status_code == 401
+    assert response.status_code == 403
+    assert response.headers["x-amzn-ErrorType"].startswith("InvalidSignatureException:")
 
 
 def test_session_tokens_are_signed_and_accepted(
@@ -165,7 +222,8 @@ def test_unknown_operations(emulator: ChimeEmulator, client: Any, channel: str) 
     request = _signed(emulator, "GET", "/channels", b"", {})
     response = _send_raw(request)
     assert response.status_code == 404
-    assert response.json()["Code"] == "UnknownOperationException"
+    assert response.headers["x-amzn-ErrorType"].startswith("UnknownOperationException:")
+    assert set(response.json()) == {"Message"}
 
 
 def test_status_errors_through_boto3(
@@ -405,3 +463,145 @@ async def test_async_context_manager_and_plugin_fixture(chime_emulator: ChimeEmu
     assert chime_emulator.port
     async with ChimeEmulator() as emulator:
         assert emulator.base_url.startswith("http://127.0.0.1:")
+
+
+# -- fidelity: what the model and the docs say ------------------------------------------------
+
+
+def test_details_longer_than_the_model_allows_are_refused_in_scripts(
+    emulator: ChimeEmulator, channel: str, sender: str
+) -> None:
+    emulator.add_message(channel, sender=sender, status="FAILED", detail="x" * 256)
+    with pytest.raises(ValueError, match="at most 256"):
+        emulator.add_message(channel, sender=sender, status="FAILED", detail="x" * 257)
+    with pytest.raises(ValueError, match="at most 256"):
+        emulator.set_channel_flow(channel, [(0, ChimeState("DENIED", "y" * 300))])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"Content": "other"}, {"Persistence": "NON_PERSISTENT"}, {"SubChannelId": "sub-1"}],
+    ids=["content", "persistence", "sub-channel"],
+)
+def test_a_reused_token_with_other_content_is_a_conflict(
+    client: Any, channel: str, sender: str, change: dict[str, str]
+) -> None:
+    first = _send(client, channel, sender, ClientRequestToken="token-conflict")
+    again = _send(client, channel, sender, ClientRequestToken="token-conflict")
+    assert again["MessageId"] == first["MessageId"]
+    assert _code(
+        lambda: _send(client, channel, sender, ClientRequestToken="token-conflict", **change)
+    ) == ("ConflictException", 409)
+
+
+@pytest.mark.parametrize(
+    ("kind", "persistence", "content"),
+    [("STANDARD", "NON_PERSISTENT", "hello"), ("CONTROL", "PERSISTENT", "ping")],
+)
+def test_transient_messages_are_not_stored_unless_configured(
+    emulator: ChimeEmulator,
+    client: Any,
+    channel: str,
+    sender: str,
+    kind: str,
+    persistence: str,
+    content: str,
+) -> None:
+    sent = _send(client, channel, sender, Type=kind, Persistence=persistence, Content=content)
+    assert sent["Status"] == {"Value": "SENT"}
+    assert _code(lambda: _status(client, channel, sent["MessageId"], sender)) == (
+        "NotFoundException",
+        404,
+    )
+    emulator.store_transient = True
+    kept = _send(client, channel, sender, Type=kind, Persistence=persistence, Content=content)
+    assert _status(client, channel, kept["MessageId"], sender)["Status"] == {"Value": "SENT"}
+
+
+def test_the_aws_cli_talks_to_the_emulator(
+    emulator: ChimeEmulator, channel: str, sender: str, tmp_path: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    message_id = emulator.add_message(channel, sender=sender, status="PENDING")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")} | {
+        "AWS_ACCESS_KEY_ID": emulator.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": emulator.secret_access_key,
+        "AWS_DEFAULT_REGION": emulator.region,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "HOME": str(tmp_path),
+    }
+
+    def aws(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "awscli",
+                "chime-sdk-messaging",
+                *args,
+                "--endpoint-url",
+                emulator.base_url,
+                "--output",
+                "json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    looked_up = aws(
+        "get-channel-message-status",
+        "--channel-arn",
+        channel,
+        "--message-id",
+        message_id,
+        "--chime-bearer",
+        sender,
+    )
+    assert looked_up.returncode == 0, looked_up.stderr
+    assert json.loads(looked_up.stdout) == {"Status": {"Value": "PENDING"}}
+    sent = aws(
+        "send-channel-message",
+        "--channel-arn",
+        channel,
+        "--content",
+        "hi from the CLI",
+        "--type",
+        "STANDARD",
+        "--persistence",
+        "PERSISTENT",
+        "--chime-bearer",
+        sender,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["Status"] == {"Value": "SENT"}
+    forbidden = aws(
+        "get-channel-message-status",
+        "--channel-arn",
+        channel,
+        "--message-id",
+        message_id,
+        "--chime-bearer",
+        emulator.user_arn("mallory"),
+    )
+    assert forbidden.returncode != 0
+    assert "ForbiddenException" in forbidden.stderr
+    env["AWS_SECRET_ACCESS_KEY"] = "wrong"
+    refused = aws(
+        "get-channel-message-status",
+        "--channel-arn",
+        channel,
+        "--message-id",
+        message_id,
+        "--chime-bearer",
+        sender,
+    )
+    assert refused.returncode != 0
+    assert "InvalidSignatureException" in refused.stderr

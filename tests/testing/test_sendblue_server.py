@@ -78,7 +78,11 @@ def test_missing_handle_unknown_handle_wrong_method_and_path(
     assert status(http, "nope").status_code == 404
     assert http.post("/api/status", params={"handle": "x"}).status_code == 405
     assert http.get("/api/send-message").status_code == 405
-    assert http.get("/api/elsewhere").status_code == 404
+    # An endpoint the emulator does not serve must not look like "message not found".
+    elsewhere = http.get("/api/v2/messages")
+    assert elsewhere.status_code == 501
+    assert elsewhere.headers["x-should-retry"] == "false"
+    assert "does not serve GET /api/v2/messages" in elsewhere.json()["error_message"]
     assert sendblue_emulator.stats.requests == 6
 
 
@@ -287,11 +291,165 @@ def test_the_official_sdk_reads_the_emulator(sendblue_emulator: SendblueEmulator
         wrong.messages.get_status(handle=handle)
 
 
-def test_sequential_throughput_is_not_the_bottleneck(
+def test_five_hundred_sequential_requests_share_one_kept_alive_connection(
     sendblue_emulator: SendblueEmulator, http: httpx.Client
 ) -> None:
-    handle = sendblue_emulator.add_message()
-    for _ in range(500):
-        assert status(http, handle).status_code == 200
+    # What this checks is keep-alive and request accounting, not speed (speed is for benchmarks).
+    handles = [sendblue_emulator.add_message(status="SENT") for _ in range(5)]
+    for i in range(500):
+        reply = status(http, handles[i % 5])
+        assert reply.status_code == 200
+        assert reply.json()["message_handle"] == handles[i % 5]
     assert sendblue_emulator.stats.connections == 1
     assert sendblue_emulator.stats.requests == 500
+
+
+# -- fidelity: what the official SDK documents --------------------------------------------------
+
+
+def test_a_received_message_is_inbound(sendblue_emulator: SendblueEmulator) -> None:
+    inbound = sendblue_emulator.add_message(status="RECEIVED")
+    outbound = sendblue_emulator.add_message(status="DELIVERED")
+    assert sendblue_emulator.payload(inbound)["is_outbound"] is False
+    assert sendblue_emulator.payload(outbound)["is_outbound"] is True
+
+
+def test_quota_refusals_are_scripted_per_recipient(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    sendblue_emulator.refuse_recipient("+15550000001", "LINE_HOURLY_LIMIT_REACHED", times=1)
+    refused = http.post("/api/send-message", json={"number": "+15550000001", "content": "x"})
+    assert refused.status_code == 400
+    body = refused.json()
+    assert (body["status"], body["error_code"], body["error_key"]) == (
+        "ERROR",
+        429,
+        "LINE_HOURLY_LIMIT_REACHED",
+    )
+    assert status(http, body["message_handle"]).json()["error_key"] == "LINE_HOURLY_LIMIT_REACHED"
+    other = http.post("/api/send-message", json={"number": "+15550000002", "content": "x"})
+    assert other.status_code == 200
+    again = http.post("/api/send-message", json={"number": "+15550000001", "content": "x"})
+    assert again.status_code == 200  # times=1 is used up
+    sendblue_emulator.refuse_recipient("+15550000003", "PRE_REPLY_LIMIT_REACHED")
+    for _ in range(2):
+        reply = http.post("/api/send-message", json={"number": "+15550000003", "content": "x"})
+        assert reply.json()["error_key"] == "PRE_REPLY_LIMIT_REACHED"
+    sendblue_emulator.clear_refusals()
+    cleared = http.post("/api/send-message", json={"number": "+15550000003", "content": "x"})
+    assert cleared.status_code == 200
+
+
+APP_CARD = {
+    "appName": "Orders",
+    "extensionBundleId": "com.example.orders.ext",
+    "teamId": "TEAM123",
+    "url": "https://example.com/card",
+    "layout": {"caption": "Your order"},
+}
+
+
+def test_sends_take_what_the_sdk_documents(
+    sendblue_emulator: SendblueEmulator, http: httpx.Client
+) -> None:
+    parent = sendblue_emulator.add_message()
+    card = http.post(
+        "/api/send-message",
+        json={
+            "number": "+15551234567",
+            "app_card": APP_CARD,
+            "seat_id": "seat-emulator",
+            "reply_to": {"message_handle": parent},
+        },
+    )
+    assert card.status_code == 200, card.text
+    sent = card.json()
+    assert sent["app_card"] == APP_CARD
+    assert sent["seat_id"] == "seat-emulator"
+    assert sent["sender_email"] == "rep@example.com"
+    assert sent["reply_to"] == {"message_handle": parent}
+    form = http.post(
+        "/api/send-message", data={"number": "+15551234567", "content": "form-encoded"}
+    )
+    assert form.status_code == 200, form.text
+    assert form.json()["content"] == "form-encoded"
+    unknown_seat = http.post(
+        "/api/send-message", json={"number": "+15551234567", "content": "x", "seat_id": "nope"}
+    )
+    assert unknown_seat.status_code == 400
+
+
+def _sdk_checks(emulator: SendblueEmulator, strict: bool) -> list[tuple[str, str]]:
+    """(status to look up, handle) pairs; under strict validation only values in the SDK's
+    Literal, since pydantic refuses the others by design."""
+    literal = ["QUEUED", "SENT", "DELIVERED", "ERROR"]
+    values = literal if strict else [*literal, "READ", "RECEIVED", "DECLINED", "TELEPORTED"]
+    return [(value, emulator.add_message(status=value)) for value in values]
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+def test_the_sync_sdk_parses_every_reply(sendblue_emulator: SendblueEmulator, strict: bool) -> None:
+    sendblue_emulator.refuse_recipient("+15550000009", "LINE_DAILY_LIMIT_REACHED")
+    parent = sendblue_emulator.add_message()
+    with sendblue_api.SendblueAPI(
+        api_key="test-key",
+        api_secret="test-secret",
+        base_url=sendblue_emulator.base_url,
+        _strict_response_validation=strict,
+    ) as sdk:
+        for value, handle in _sdk_checks(sendblue_emulator, strict):
+            message = sdk.messages.get_status(handle=handle)
+            assert (message.status, message.message_handle) == (value, handle)
+            assert message.date_created is not None
+            assert message.is_outbound is (value != "RECEIVED")
+        sent = sdk.messages.send(
+            number="+15551234567",
+            app_card={  # type: ignore[typeddict-item]
+                "app_name": "Orders",
+                "extension_bundle_id": "com.example.orders.ext",
+                "team_id": "TEAM123",
+                "url": "https://example.com/card",
+                "layout": {"caption": "Your order"},
+            },
+            seat_id="seat-emulator",
+            reply_to={"message_handle": parent},
+        )
+        assert sent.status == "QUEUED"
+        assert sent.sender_email == "rep@example.com"
+        assert sent.reply_to is not None
+        assert sent.reply_to.message_handle == parent
+        with pytest.raises(sendblue_api.BadRequestError) as refused:
+            sdk.messages.send(number="+15550000009", content="over the cap")
+        assert isinstance(refused.value.body, dict)
+        assert refused.value.body["error_key"] == "LINE_DAILY_LIMIT_REACHED"
+        requests_before = sendblue_emulator.stats.requests
+        with pytest.raises(sendblue_api.InternalServerError):
+            sdk.messages.list()
+        # x-should-retry: false: the SDK does not retry "not served" (it retries 5xx otherwise).
+        assert sendblue_emulator.stats.requests == requests_before + 1
+        with pytest.raises(sendblue_api.NotFoundError):
+            sdk.messages.get_status(handle="nope")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+async def test_the_async_sdk_parses_every_reply(
+    sendblue_emulator: SendblueEmulator, strict: bool
+) -> None:
+    sendblue_emulator.refuse_recipient("+15550000009")
+    async with sendblue_api.AsyncSendblueAPI(
+        api_key="test-key",
+        api_secret="test-secret",
+        base_url=sendblue_emulator.base_url,
+        max_retries=0,
+        _strict_response_validation=strict,
+    ) as sdk:
+        for value, handle in _sdk_checks(sendblue_emulator, strict):
+            message = await sdk.messages.get_status(handle=handle)
+            assert (message.status, message.message_handle) == (value, handle)
+        sent = await sdk.messages.send(number="+15551234567", content="Hello")
+        assert sent.status == "QUEUED"
+        with pytest.raises(sendblue_api.BadRequestError) as refused:
+            await sdk.messages.send(number="+15550000009", content="over the cap")
+        assert isinstance(refused.value.body, dict)
+        assert refused.value.body["error_key"] == "LINE_HOURLY_LIMIT_REACHED"

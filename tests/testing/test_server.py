@@ -125,3 +125,20 @@ def test_manual_clock_moves_only_when_told() -> None:
     clock.advance(2.0)
     assert clock() == 7.0
     assert life.current() == "b"
+
+
+def test_latency_defaults_to_the_environment_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MSGSTATUS_EMULATOR_LATENCY", raising=False)
+    assert Echo().latency == 0.0
+    monkeypatch.setenv("MSGSTATUS_EMULATOR_LATENCY", "0.15")
+    assert Echo().latency == 0.15
+    # An explicit latency wins over the switch, zero included.
+    assert Echo(latency=0.0).latency == 0.0
+    assert Echo(latency=0.3).latency == 0.3
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "fast"])
+def test_a_bad_latency_switch_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("MSGSTATUS_EMULATOR_LATENCY", value)
+    with pytest.raises(ValueError, match="MSGSTATUS_EMULATOR_LATENCY"):
+        Echo()

@@ -6,6 +6,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,27 @@ DEFAULT_TIMEOUT = 10.0
 
 # The database's clock, as epoch seconds with milliseconds (julianday of the Unix epoch).
 _NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+
+
+def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Switch the database to WAL (persistent in the file) unless it already is.
+
+    Changing the journal mode needs the database to itself and SQLite does not wait for that
+    with its busy timeout: several processes opening a new ledger at once would get "database is
+    locked" at once. So read the mode first, and retry the switch until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() == "wal":
+                return
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SQLiteLedger(_SQLLedger):
@@ -50,7 +72,11 @@ class SQLiteLedger(_SQLLedger):
                 isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE
                 check_same_thread=False,
             )
-            connection.execute("PRAGMA journal_mode=WAL")
+            try:
+                _use_wal(connection, self.timeout)
+            except BaseException:
+                connection.close()
+                raise
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
             self._connection = connection

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from pydantic import JsonValue, ValidationError
@@ -188,6 +188,30 @@ def is_loopback_host(host: str) -> bool:
     return address.is_loopback
 
 
+def plain_payload(payload: object) -> object:
+    """A payload as JSON-safe data: a pydantic model (an official SDK's response type) becomes
+    its dict under the wire names, datetimes and dates become ISO 8601 strings, nested mappings
+    and sequences are converted too. Anything else comes back as it is, for the caller to refuse.
+    """
+    import datetime as dt
+
+    from pydantic import BaseModel
+
+    if isinstance(payload, BaseModel):
+        # Python mode, then the same conversion as a mapping's: one date format for both paths.
+        dumped = payload.model_dump(by_alias=True)
+        if nesting_exceeds(dumped, MAX_RAW_DEPTH):
+            return dumped  # left for the caller's check_nesting: no recursion over it here
+        return plain_payload(dumped)
+    if isinstance(payload, Mapping):
+        return {key: plain_payload(value) for key, value in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [plain_payload(value) for value in payload]
+    if isinstance(payload, (dt.datetime, dt.date, dt.time)):
+        return payload.isoformat()
+    return payload
+
+
 def check_endpoint_url(url: object, *, setting: str) -> str:
     """``url`` without trailing slashes, if it is safe to send credentials to; else ValueError
     naming ``setting`` (``base_url``, ``endpoint_url``).
@@ -340,16 +364,16 @@ def rule_for_http_status(
 
 # -- the base ------------------------------------------------------------------------------
 
-_T = TypeVar("_T")
-_P = TypeVar("_P", bound="BaseProvider[Any]")
+_P = TypeVar("_P", bound="BaseProvider")
 
 
-class BaseProvider(Generic[_T]):
+class BaseProvider:
     """The shared flow of a provider; subclasses fill the hooks.
 
     Class attributes: ``name`` (the handle prefix), ``display_name`` (for messages),
     ``status_map`` (raw status → :class:`MessageStatus`) and ``final_statuses``. Hooks:
-    :meth:`parse_handle` (→ the provider's own handle value ``_T``), :meth:`_canonical`,
+    :meth:`parse_handle` (→ the provider's own handle value, which the other hooks take as
+    ``target``; a subclass narrows its type), :meth:`_canonical`,
     :meth:`_check_lookup`, :meth:`_attempt`, :meth:`_close_client` and :meth:`from_env`. Each
     hook the subclass does not fill raises ``NotImplementedError`` naming the class. By
     convention a provider also has ``result_from_payload(payload, /, **options)``, which
@@ -375,17 +399,17 @@ class BaseProvider(Generic[_T]):
         """A provider configured from the environment (each provider documents its variables)."""
         raise NotImplementedError(f"{cls.__name__} does not implement from_env()")
 
-    def parse_handle(self, handle: str | TypedHandle, /) -> _T:
+    def parse_handle(self, handle: str | TypedHandle, /) -> Any:
         """``handle`` as this provider's own handle value; InvalidHandleError if it is not one."""
         raise NotImplementedError(f"{type(self).__name__} does not implement parse_handle()")
 
-    def _canonical(self, target: _T) -> str:
+    def _canonical(self, target: Any) -> str:
         raise NotImplementedError(f"{type(self).__name__} does not implement _canonical()")
 
-    def _check_lookup(self, target: _T, canonical: str) -> None:
+    def _check_lookup(self, target: Any, canonical: str) -> None:
         """Refuse a lookup that cannot be made (before any request); nothing by default."""
 
-    async def _attempt(self, target: _T, canonical: str) -> StatusResult:
+    async def _attempt(self, target: Any, canonical: str) -> StatusResult:
         raise NotImplementedError(f"{type(self).__name__} does not implement _attempt()")
 
     async def _close_client(self) -> None:
@@ -437,7 +461,7 @@ class BaseProvider(Generic[_T]):
             self._retry, partial(self._attempt_while_open, target, canonical)
         )
 
-    async def _attempt_while_open(self, target: _T, canonical: str) -> StatusResult:
+    async def _attempt_while_open(self, target: Any, canonical: str) -> StatusResult:
         # A retry that starts after aclose() must not use a closed client.
         self._check_open()
         return await self._attempt(target, canonical)
@@ -466,8 +490,9 @@ class BaseProvider(Generic[_T]):
             )
         return text
 
+    @classmethod
     def _result(
-        self,
+        cls,
         canonical: str,
         status: MessageStatus,
         *,
@@ -481,11 +506,11 @@ class BaseProvider(Generic[_T]):
         """The :class:`StatusResult` of one observation, final per ``final_statuses``."""
         try:
             return StatusResult(
-                provider=self.name,
+                provider=cls.name,
                 handle=canonical,
                 status=status,
                 provider_status=provider_status,
-                is_final=status in self.final_statuses,
+                is_final=status in cls.final_statuses,
                 detail=detail,
                 error_code=error_code,
                 not_before=not_before,
@@ -494,8 +519,8 @@ class BaseProvider(Generic[_T]):
             )
         except ValidationError as exc:
             raise ProviderResponseError(
-                f"{self.display_name}'s payload could not be stored as a result",
-                provider=self.name,
+                f"{cls.display_name}'s payload could not be stored as a result",
+                provider=cls.name,
                 handle=canonical,
             ) from exc
 
@@ -516,19 +541,13 @@ class BaseProvider(Generic[_T]):
             if part
         )
         message = f"{rule.meaning} ({where}){detail}" if where else f"{rule.meaning}{detail}"
-        if rule.error is RateLimitedError:
-            return RateLimitedError(
-                message,
-                provider=self.name,
-                handle=canonical,
-                retry_after=retry_after,
-                provider_code=provider_code,
-                http_status=http_status,
-            )
-        return rule.error(
+        error = rule.error(
             message,
             provider=self.name,
             handle=canonical,
             provider_code=provider_code,
             http_status=http_status,
         )
+        if isinstance(error, RateLimitedError):
+            error.retry_after = retry_after
+        return error

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import math
 import os
@@ -30,6 +31,8 @@ from msgstatus._providers import base
 from msgstatus._providers.base import ErrorRule, TypedHandle
 from msgstatus._retry import RetryPolicy, parse_retry_after
 from msgstatus._status import MessageStatus, StatusResult
+from msgstatus._transports._botocore import BotocoreExchange, unsupported_reason
+from msgstatus._transports._pool import Pool
 
 if TYPE_CHECKING:
     import boto3
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHIME_ERROR_CODES",
+    "CHIME_EVENT_TYPES",
     "CHIME_FINAL_STATUSES",
     "CHIME_STATUS_MAP",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -343,6 +347,19 @@ class ChimeHandle:
             raise _invalid(exc.message, text) from exc
 
 
+def _message_handle(message: Mapping[str, Any], bearer: str | None) -> ChimeHandle:
+    """The handle of a ChannelMessage (an event's payload, a SendChannelMessage response): its
+    ``ChannelArn``, ``MessageId`` and ``SubChannelId``, asked about by ``bearer``. Raises
+    InvalidHandleError when they do not make a handle."""
+    sub_channel = message.get("SubChannelId")
+    return ChimeHandle(
+        message.get("ChannelArn"),  # type: ignore[arg-type]
+        message.get("MessageId"),  # type: ignore[arg-type]
+        sub_channel if sub_channel else None,
+        bearer,
+    )
+
+
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -389,9 +406,11 @@ class _Limiters:
 
 
 class _ThreadCall:
-    """One botocore call in a worker thread, which the caller may give up on (deadline,
-    cancellation) without giving up its concurrency token: the token goes back only when the
-    call has really ended, so ``max_concurrency`` bounds the requests in flight."""
+    """The fallback path, for clients the pool does not serve (a proxy, a client certificate,
+    an object that is not a botocore client): one botocore call in a worker thread, which the
+    caller may give up on (deadline, cancellation) without giving up its concurrency token: the
+    token goes back only when the call has really ended, so ``max_concurrency`` bounds the
+    requests in flight."""
 
     def __init__(self, function: Any, limiters: _Limiters) -> None:
         self._function = function
@@ -437,7 +456,7 @@ class _ThreadCall:
                     anyio.from_thread.run_sync(self._limiters.requests.release_on_behalf_of, self)
 
 
-class ChimeProvider(base.BaseProvider[ChimeHandle]):
+class ChimeProvider(base.BaseProvider):
     """Looks up message statuses with Chime SDK Messaging's GetChannelMessageStatus.
 
     Without ``client`` it builds one boto3 ``chime-sdk-messaging`` client from ``session`` (default:
@@ -446,8 +465,13 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
     with ``region_name`` and ``endpoint_url`` if given,
     botocore's retries off (``retry`` is the only retry layer), ``max_concurrency`` pooled
     connections and the given timeouts; ``aclose`` closes it. A ``client`` you pass is used as it
-    is and stays open. ``bearer`` is the default sender ARN for handles without one. Calls run in
-    worker threads, at most ``max_concurrency`` at once.
+    is and stays open. ``bearer`` is the default sender ARN for handles without one.
+
+    The client builds, signs and parses each request in the event loop; the bytes go over
+    msgstatus's own HTTP/1.1 keep-alive pool (one per event loop, at most ``max_concurrency``
+    requests and connections, with the client's timeouts and TLS settings). A client configured
+    with a proxy or a client certificate (or an object that is not a botocore client) is called
+    in worker threads instead, at most ``max_concurrency`` at once.
 
     Raises ``ValueError`` when no region is configured, the AWS configuration cannot be read, the
     endpoint is plain ``http://`` to a host that is not loopback, or an argument is out of range,
@@ -539,6 +563,10 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
         # anyio limiters belong to one event loop, and a provider may be built outside any loop
         # and used from several (asyncio, trio, a SyncStatusClient's thread): one per loop.
         self._limiter: RunVar[_Limiters] = RunVar(f"msgstatus.chime.{id(self)}")
+        self._pools: RunVar[Pool] = RunVar(f"msgstatus.chime.pool.{id(self)}")
+        self._exchange: BotocoreExchange | None = None
+        if unsupported_reason(self._client) is None:
+            self._exchange = BotocoreExchange(self._client, "get_channel_message_status")
         # botocore's read timeout bounds each socket read, not the response: a server that
         # trickles bytes could hold a lookup for ever. One attempt gets connect + read + 1 s.
         config = getattr(getattr(self._client, "meta", None), "config", None)
@@ -621,6 +649,20 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
             f"max_concurrency={getattr(self, 'max_concurrency', None)})"
         )
 
+    async def aclose(self) -> None:
+        """Close this event loop's connection pool, and the boto3 client if this provider built
+        it (a client passed in stays open). Calling it again does nothing; a lookup afterwards
+        raises an error."""
+        if self._exchange is not None and not self.closed:
+            self._exchange.close()
+            try:
+                pool = self._pools.get()
+            except (LookupError, RuntimeError):
+                pass
+            else:
+                await pool.aclose()
+        await super().aclose()
+
     async def _close_client(self) -> None:
         self._client.close()
 
@@ -670,7 +712,12 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
         looked up later). A response without ``Status`` gives ``UNKNOWN``. Raises
         :class:`~msgstatus.ProviderResponseError` when the response has no valid channel ARN or
         message id, or a ``Status`` of the wrong shape; InvalidHandleError for a bad ``bearer``.
+        Datetimes in the response (botocore parses timestamps) become ISO 8601 strings in ``raw``.
         """
+        # Before any recursive conversion: a payload of any depth is refused, never recursed.
+        base.check_nesting(response, provider=PROVIDER, display_name="Chime", handle=None)
+        response = base.plain_payload(response)  # type: ignore[assignment]
+        base.check_nesting(response, provider=PROVIDER, display_name="Chime", handle=None)
         if not isinstance(response, Mapping):
             raise errors.ProviderResponseError(
                 f"a SendChannelMessage response is a dict, not {type(response).__name__}",
@@ -678,14 +725,8 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
             )
         if bearer is not None:
             _check_arn(bearer, "bearer", ascii_only=True)
-        sub_channel = response.get("SubChannelId")
         try:
-            typed = ChimeHandle(
-                response.get("ChannelArn"),  # type: ignore[arg-type]
-                response.get("MessageId"),  # type: ignore[arg-type]
-                sub_channel if sub_channel else None,
-                bearer,
-            )
+            typed = _message_handle(response, bearer)
         except errors.InvalidHandleError as exc:
             raise errors.ProviderResponseError(
                 f"the SendChannelMessage response has no usable ChannelArn and MessageId "
@@ -694,6 +735,29 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
             ) from exc
         payload = {key: value for key, value in response.items() if key != "ResponseMetadata"}
         return self._normalize(payload, str(typed), status_required=False)
+
+    # -- push: messaging websocket and Kinesis streaming events ------------------------------
+
+    def result_from_event(
+        self, event: Mapping[str, Any] | str | bytes, /, *, bearer: str | None
+    ) -> StatusResult | None:
+        """Normalize a pushed Chime event: a messaging-websocket envelope
+        (``{"Headers": {"x-amz-chime-event-type": …}, "Payload": "<ChannelMessage JSON>"}``) or a
+        Kinesis streaming record (``{"EventType": …, "Payload": …}``), as a dict or its JSON text.
+
+        The ten ``*_CHANNEL_MESSAGE`` event types map per :data:`CHIME_EVENT_TYPES` (``CREATE`` /
+        ``UPDATE`` = SENT, ``PENDING_`` = PENDING, ``FAILED_`` = FAILED, ``DENIED_`` = DENIED);
+        ``REDACT`` / ``DELETE`` and every other event (memberships, channels, …) give None. The
+        handle is built from the payload's ``ChannelArn``, ``MessageId``, ``SubChannelId`` and
+        ``bearer`` (the sender whose websocket or processor saw the event), so it is the handle a
+        poll of that message uses. A DENIED event is the only way to learn a denial: Chime stores
+        no denied message, so a poll answers NotFound.
+
+        Raises :class:`~msgstatus.ProviderResponseError` for an event that is not such an
+        envelope, or a message event whose payload names no valid message;
+        InvalidHandleError for a bad ``bearer``.
+        """
+        return _event_result(self, event, bearer)
 
     async def _attempt(self, target: ChimeHandle, canonical: str) -> StatusResult:
         bearer = target.bearer if target.bearer is not None else self.bearer
@@ -706,13 +770,7 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
         if target.sub_channel_id is not None:
             params["SubChannelId"] = target.sub_channel_id
         try:
-            limiters = self._limiter.get()
-        except LookupError:
-            limiters = _Limiters(self.max_concurrency)
-            self._limiter.set(limiters)
-        call = _ThreadCall(partial(self._client.get_channel_message_status, **params), limiters)
-        try:
-            response = await call.run(self._deadline)
+            response = await self._call(params)
         except TimeoutError as exc:
             raise errors.ProviderUnavailableError(
                 f"Chime did not answer within {self._deadline:g} s",
@@ -732,6 +790,22 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("GetChannelMessageStatus %r -> %s", canonical, result.provider_status)
         return result
+
+    async def _call(self, params: dict[str, str]) -> Mapping[str, object]:
+        if self._exchange is not None:
+            try:
+                pool = self._pools.get()
+            except LookupError:
+                pool = self._exchange.new_pool(self.max_concurrency)
+                self._pools.set(pool)
+            return await self._exchange.call(pool, params, self._deadline)
+        try:
+            limiters = self._limiter.get()
+        except LookupError:
+            limiters = _Limiters(self.max_concurrency)
+            self._limiter.set(limiters)
+        call = _ThreadCall(partial(self._client.get_channel_message_status, **params), limiters)
+        return await call.run(self._deadline)
 
     def _normalize(
         self, payload: dict[str, Any], canonical: str, *, status_required: bool
@@ -796,3 +870,105 @@ class ChimeProvider(base.BaseProvider[ChimeHandle]):
             http_status=status,
             retry_after=parse_retry_after(headers),
         )
+
+
+# -- push events -----------------------------------------------------------------------------
+
+#: Event types of the messaging websocket and of Kinesis streaming (``x-amz-chime-event-type`` /
+#: ``EventType``) and the status each says of its message; None: not a status (REDACT, DELETE).
+#: Mirrored in providers.md (a test compares the two). Any other event type gives None.
+CHIME_EVENT_TYPES: dict[str, MessageStatus | None] = {
+    "CREATE_CHANNEL_MESSAGE": MessageStatus.SENT,
+    "UPDATE_CHANNEL_MESSAGE": MessageStatus.SENT,
+    "PENDING_CREATE_CHANNEL_MESSAGE": MessageStatus.PENDING,
+    "PENDING_UPDATE_CHANNEL_MESSAGE": MessageStatus.PENDING,
+    "FAILED_CREATE_CHANNEL_MESSAGE": MessageStatus.FAILED,
+    "FAILED_UPDATE_CHANNEL_MESSAGE": MessageStatus.FAILED,
+    "DENIED_CREATE_CHANNEL_MESSAGE": MessageStatus.DENIED,
+    "DENIED_UPDATE_CHANNEL_MESSAGE": MessageStatus.DENIED,
+    "REDACT_CHANNEL_MESSAGE": None,
+    "DELETE_CHANNEL_MESSAGE": None,
+}
+
+_EVENT_TYPE_HEADER = "x-amz-chime-event-type"
+# An event body is a ChannelMessage (content up to 4 KB plus metadata): far below this.
+_MAX_EVENT_CHARS = 1024 * 1024
+_unknown_event_types: set[str] = set()
+
+
+def _bad_event(message: str) -> errors.ProviderResponseError:
+    return errors.ProviderResponseError(message, provider=PROVIDER)
+
+
+def _load_json(value: str | bytes, what: str) -> object:
+    if len(value) > _MAX_EVENT_CHARS:
+        raise _bad_event(f"the {what} is larger than {_MAX_EVENT_CHARS} characters")
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise _bad_event(f"the {what} is not JSON") from exc
+
+
+def _event_type(event: Mapping[str, Any]) -> object:
+    headers = event.get("Headers")
+    if headers is not None:
+        if not isinstance(headers, Mapping):
+            raise _bad_event("the event's Headers is not an object")
+        # Header names are case-insensitive on the wire.
+        for name, value in headers.items():
+            if isinstance(name, str) and name.lower() == _EVENT_TYPE_HEADER:
+                return value
+        return None
+    return event.get("EventType")
+
+
+def _event_result(
+    provider: ChimeProvider, event: Mapping[str, Any] | str | bytes, bearer: str | None
+) -> StatusResult | None:
+    if bearer is not None:
+        _check_arn(bearer, "bearer", ascii_only=True)
+    if isinstance(event, (str, bytes)):
+        event = _load_json(event, "event")  # type: ignore[assignment]
+    if not isinstance(event, Mapping):
+        raise _bad_event(f"a Chime event is an object, not {type(event).__name__}")
+    kind = _event_type(event)
+    if not isinstance(kind, str):
+        raise _bad_event("the event names no event type (x-amz-chime-event-type / EventType)")
+    if kind not in CHIME_EVENT_TYPES:
+        if kind.endswith("_CHANNEL_MESSAGE") and kind not in _unknown_event_types:
+            if len(_unknown_event_types) < 256:
+                _unknown_event_types.add(kind)
+            logger.warning(
+                "Chime sent a message event type this version does not know: %r", kind[:100]
+            )
+        return None
+    status = CHIME_EVENT_TYPES[kind]
+    if status is None:
+        return None
+    payload = event.get("Payload")
+    if isinstance(payload, (str, bytes)):
+        payload = _load_json(payload, "event's Payload")
+    if not isinstance(payload, Mapping):
+        raise _bad_event("the event's Payload is not a ChannelMessage object")
+    try:
+        typed = _message_handle(payload, bearer)
+    except errors.InvalidHandleError as exc:
+        raise _bad_event(
+            f"the event's ChannelMessage has no usable ChannelArn and MessageId ({exc.message})"
+        ) from exc
+    status_object = payload.get("Status")
+    detail = status_object.get("Detail") if isinstance(status_object, Mapping) else None
+    reason = None
+    headers = event.get("Headers")
+    if isinstance(headers, Mapping):
+        reason = headers.get("x-amz-chime-event-reason")
+    if not (isinstance(detail, str) and detail) and isinstance(reason, str) and reason:
+        detail = reason
+    raw: dict[str, Any] = {"EventType": kind, "Payload": dict(payload)}
+    return provider._result(
+        str(typed),
+        status,
+        provider_status=kind,
+        detail=detail[:_MAX_SERVICE_MESSAGE] if isinstance(detail, str) and detail else None,
+        raw=raw,
+    )

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote, unquote, urlsplit
 
@@ -43,11 +44,13 @@ if TYPE_CHECKING:
     import botocore.config
     from mypy_boto3_chime_sdk_messaging import ChimeSDKMessagingClient
 
-__all__ = ["ERROR_STATUS", "ChimeEmulator", "ChimeState"]
+__all__ = ["ERROR_STATUS", "ChimeEmulator", "ChimeEventFeed", "ChimeState"]
 
 logger = logging.getLogger("msgstatus.testing.chime")
 
 _ERROR_TYPE_URI = "http://internal.amazon.com/coral/com.amazonaws.chime/"
+# Errors of AWS's front door (signature and credential checks) carry the generic Coral namespace.
+_FRONT_DOOR_URI = "http://internal.amazon.com/coral/com.amazon.coral.service/"
 _ACCOUNT = "111122223333"
 _AUTH_HEADER = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<akid>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/,\s]+)/"
@@ -63,6 +66,8 @@ _MAX_STANDARD_BYTES = 4096
 _MAX_CONTROL_BYTES = 30
 _MAX_METADATA = 1024
 _TOKEN = re.compile(r"[-_a-zA-Z0-9]{2,64}")
+# The model's StatusDetail shape: 0-256 characters.
+_MAX_DETAIL = 256
 
 #: HTTP status of each error the service model lists for the two operations (plus
 #: NotFoundException, which it lists for GetChannelMessage).
@@ -76,6 +81,32 @@ ERROR_STATUS: dict[str, int] = {
     "ServiceFailureException": 500,
     "ServiceUnavailableException": 503,
 }
+
+#: The ``Code`` member (the model's ``ErrorCode`` enum) that each modelled error's body carries;
+#: the exception name itself travels in the ``x-amzn-ErrorType`` header, which botocore reads first.
+ERROR_CODE_ENUM: dict[str, str] = {
+    "BadRequestException": "BadRequest",
+    "UnauthorizedClientException": "Unauthorized",
+    "ForbiddenException": "Forbidden",
+    "NotFoundException": "NotFound",
+    "ConflictException": "Conflict",
+    "ThrottledClientException": "Throttled",
+    "ServiceFailureException": "ServiceFailure",
+    "ServiceUnavailableException": "ServiceUnavailable",
+    "ResourceLimitExceededException": "ResourceLimitExceeded",
+}
+
+#: Errors AWS's front door answers before a request reaches Chime (all HTTP 403): no signature,
+#: a malformed ``Authorization`` header, an access key AWS does not know, a wrong signature (or
+#: region, or an expired one). Their bodies carry only a ``message``.
+FRONT_DOOR_ERRORS: frozenset[str] = frozenset(
+    {
+        "MissingAuthenticationTokenException",
+        "IncompleteSignatureException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -137,6 +168,13 @@ def _checked_steps(steps: Steps) -> tuple[list[tuple[float, ChimeState]], float 
     for index, (offset, state) in enumerate(checked):
         if not isinstance(state.value, str):
             raise ValueError(f"a state's value must be a string, not {state.value!r}")
+        if state.detail is not None and (
+            not isinstance(state.detail, str) or len(state.detail) > _MAX_DETAIL
+        ):
+            raise ValueError(
+                f"a state's detail is a string of at most {_MAX_DETAIL} characters (the model's "
+                "StatusDetail)"
+            )
         if state.value == "DENIED":
             if index != len(checked) - 1:
                 raise ValueError("DENIED must be the last step: Chime deletes denied messages")
@@ -145,11 +183,20 @@ def _checked_steps(steps: Steps) -> tuple[list[tuple[float, ChimeState]], float 
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    body = json.dumps({"Code": code, "Message": message}).encode()
+    if code in FRONT_DOOR_ERRORS:
+        body = json.dumps({"message": message}).encode()
+        uri = _FRONT_DOOR_URI
+    else:
+        fields = {"Message": message}
+        enum_value = ERROR_CODE_ENUM.get(code)
+        if enum_value is not None:
+            fields = {"Code": enum_value, "Message": message}
+        body = json.dumps(fields).encode()
+        uri = _ERROR_TYPE_URI
     return Response.json(
         status,
         body,
-        [("x-amzn-ErrorType", f"{code}:{_ERROR_TYPE_URI}"), ("x-amzn-RequestId", _request_id())],
+        [("x-amzn-ErrorType", f"{code}:{uri}"), ("x-amzn-RequestId", _request_id())],
     )
 
 
@@ -174,15 +221,70 @@ def _bad_request(message: str) -> _RequestError:
     return _RequestError(400, "BadRequestException", message)
 
 
-def _unauthorized(message: str) -> _RequestError:
-    return _RequestError(401, "UnauthorizedClientException", message)
+def _front_door(code: str, message: str) -> _RequestError:
+    # As AWS answers a request that fails its signature checks: 403, before Chime sees it.
+    return _RequestError(403, code, message)
+
+
+def _bad_signature(message: str) -> _RequestError:
+    return _front_door("InvalidSignatureException", message)
 
 
 def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-class ChimeEmulator(LoopbackServer):
+class _ChimeFeeds:
+    """The event feeds' bookkeeping, kept apart from the API emulation: every stored message is
+    recorded (denied ones too, which the API forgets) so that a feed can replay its states."""
+
+    _state_lock: threading.Lock
+    clock: Callable[[], float]
+
+    def _feed_init(self) -> None:
+        self._feed_log: dict[tuple[str, str], _FeedRecord] = {}
+        self._feed_counter = 0
+        self._feeds_open = True
+
+    def _record_for_feeds(self, message: _Message) -> None:
+        with self._state_lock:
+            self._feed_counter += 1
+            key = (message.channel_arn, message.message_id)
+            self._feed_log.pop(key, None)
+            self._feed_log[key] = _FeedRecord(message, time.time(), self._feed_counter)
+
+    def _feed_generation(self) -> int:
+        with self._state_lock:
+            return self._feed_counter
+
+    def _feed_records(self, sender: str, since: int) -> list[tuple[tuple[str, str], _FeedRecord]]:
+        with self._state_lock:
+            return [
+                (key, record)
+                for key, record in self._feed_log.items()
+                if record.message.sender == sender and record.generation > since
+            ]
+
+    def event_feed(self, sender: str, *, interval: float = 0.01) -> ChimeEventFeed:
+        """A :class:`ChimeEventFeed` of the events ``sender``'s messaging websocket would get
+        from now on: the exact envelopes (``Headers`` + ``Payload`` JSON text) for
+        ``ChimeProvider.result_from_event``. Raises ``ValueError`` for an invalid sender ARN."""
+        try:
+            _check_arn(sender, "sender", ascii_only=True)
+        except InvalidHandleError as exc:
+            raise ValueError(exc.message) from exc
+        return ChimeEventFeed(self, sender, interval)
+
+    def start(self) -> None:
+        super().start()  # type: ignore[misc]
+        self._feeds_open = True
+
+    def stop(self) -> None:
+        self._feeds_open = False
+        super().stop()  # type: ignore[misc]
+
+
+class ChimeEmulator(_ChimeFeeds, LoopbackServer):
     """A real HTTP server on ``127.0.0.1`` (random port) that speaks Chime SDK Messaging's
     GetChannelMessageStatus and SendChannelMessage, for botocore at ``endpoint_url=base_url``.
 
@@ -201,8 +303,9 @@ class ChimeEmulator(LoopbackServer):
         access_key_id: str = "AKIDEMULATOR",
         secret_access_key: str = "emulator-secret",  # noqa: S107 - a test double's default
         region: str = "us-east-1",
-        latency: float = 0.0,
+        latency: float | None = None,
         denied_retention: float = 0.0,
+        store_transient: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -212,16 +315,21 @@ class ChimeEmulator(LoopbackServer):
         self.region = region
         #: Seconds a DENIED message is still served before it is deleted (Chime keeps none).
         self.denied_retention = denied_retention
+        #: Whether NON_PERSISTENT and CONTROL messages can be looked up after the send. Chime's
+        #: documentation says neither is stored, so by default they are not (a lookup answers
+        #: NotFoundException); what the live service answers has not been verified.
+        self.store_transient = store_transient
         #: Exceptions raised inside the emulator (a channel-flow function that failed, say); each
         #: one was answered with a 500 ServiceFailureException.
         self.errors: list[BaseException] = []
         self._messages: dict[tuple[str, str], _Message] = {}
         self._flows: dict[str, Flow] = {}
-        self._sent: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._sent: dict[tuple[str, str, str], tuple[tuple[object, ...], dict[str, Any]]] = {}
         self._state_lock = threading.Lock()
         self._wrong_shapes = 0
         self._errors: list[_QueuedError] = []
         self._session: boto3.session.Session | None = None
+        self._feed_init()
 
     # -- ARNs for tests ----------------------------------------------------------------------
 
@@ -547,16 +655,31 @@ class ChimeEmulator(LoopbackServer):
                 _check_id(sub_channel_id, "SubChannelId")
             except InvalidHandleError as exc:
                 raise _bad_request(exc.message) from exc
+        # What the idempotency token stands for: the same token with other content is a conflict.
+        fingerprint = (content, kind, persistence, metadata, sub_channel_id)
         with self._state_lock:
             known = self._sent.get((channel_arn, bearer, token))
             flow = self._flows.get(channel_arn)
         if known is not None:
+            known_fingerprint, known_response = known
+            if known_fingerprint != fingerprint:
+                raise _RequestError(
+                    409,
+                    "ConflictException",
+                    "The ClientRequestToken was already used for a different request "
+                    "(content, type, persistence, metadata or sub-channel).",
+                )
             # The idempotency token: the same request again is the same message.
-            return _ok(201, known)
+            return _ok(201, known_response)
         steps = flow(content) if callable(flow) else flow
         checked = _checked_steps(steps if steps is not None else [(0.0, "SENT")])
         message_id = uuid.uuid4().hex
-        message = self._store(channel_arn, message_id, bearer, sub_channel_id, content, checked)
+        message = self._new_message(
+            channel_arn, message_id, bearer, sub_channel_id, content, checked
+        )
+        stored = self.store_transient or (kind == "STANDARD" and persistence == "PERSISTENT")
+        if stored:
+            self._keep(message)
         response: dict[str, Any] = {
             "ChannelArn": channel_arn,
             "MessageId": message_id,
@@ -565,7 +688,7 @@ class ChimeEmulator(LoopbackServer):
         if sub_channel_id is not None:
             response["SubChannelId"] = sub_channel_id
         with self._state_lock:
-            self._sent[(channel_arn, bearer, token)] = response
+            self._sent[(channel_arn, bearer, token)] = (fingerprint, response)
         # A flow that denies at once: the message is gone before the response is out.
         self._current(channel_arn, message_id)
         return _ok(201, response)
@@ -573,42 +696,54 @@ class ChimeEmulator(LoopbackServer):
     # -- SigV4 -------------------------------------------------------------------------------
 
     def _check_signature(self, request: Request, raw_path: str, raw_query: str) -> None:
-        """Recompute the request's SigV4 signature as AWS does; raise 401 when it differs."""
+        """Recompute the request's SigV4 signature as AWS does; raise AWS's front-door 403 errors
+        (``MissingAuthenticationTokenException``, ``IncompleteSignatureException``,
+        ``UnrecognizedClientException``, ``InvalidSignatureException``) when it fails."""
         headers = request.headers
         authorization = headers.get("authorization")
         if not authorization:
-            raise _unauthorized("Missing Authentication Token: the request is not signed.")
+            raise _front_door("MissingAuthenticationTokenException", "Missing Authentication Token")
         match = _AUTH_HEADER.fullmatch(authorization.strip())
         if match is None:
-            raise _unauthorized("The Authorization header is not an AWS4-HMAC-SHA256 signature.")
+            raise _front_door(
+                "IncompleteSignatureException",
+                "The Authorization header is not a complete AWS4-HMAC-SHA256 signature "
+                "(Credential, SignedHeaders and Signature are required).",
+            )
         if not hmac.compare_digest(match["akid"], self.access_key_id):
-            raise _unauthorized("The security token included in the request is invalid.")
+            raise _front_door(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            )
         if match["region"] != self.region or match["service"] != "chime":
-            raise _unauthorized(
-                f"Credential should be scoped to region '{self.region}' and service 'chime'."
+            raise _bad_signature(
+                f"Credential should be scoped to a valid region and service: "
+                f"'{self.region}' and 'chime', not '{match['region']}' and '{match['service']}'."
             )
         amz_date = headers.get("x-amz-date", "")
         try:
             signed_at = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
         except ValueError as exc:
-            raise _unauthorized("X-Amz-Date is missing or malformed.") from exc
+            raise _front_door(
+                "IncompleteSignatureException", "X-Amz-Date is missing or malformed."
+            ) from exc
         if not amz_date.startswith(match["date"]):
-            raise _unauthorized("The credential scope's date is not the request's date.")
+            raise _bad_signature("The credential scope's date is not the request's date.")
         if abs(time.time() - signed_at) > _MAX_CLOCK_SKEW:
-            raise _unauthorized("Signature expired: the request is more than 15 minutes old.")
+            raise _bad_signature("Signature expired: the request is more than 15 minutes old.")
         signed = match["signed"].split(";")
         if "host" not in signed or "x-amz-date" not in signed or signed != sorted(set(signed)):
-            raise _unauthorized("SignedHeaders must be sorted and include host and x-amz-date.")
+            raise _bad_signature("SignedHeaders must be sorted and include host and x-amz-date.")
         canonical_headers = []
         for name in signed:
             if name not in headers:
-                raise _unauthorized(f"The signed header {name} is missing.")
+                raise _bad_signature(f"The signed header {name} is missing.")
             canonical_headers.append(f"{name}:{' '.join(headers[name].split())}\n")
         payload_hash = hashlib.sha256(request.body).hexdigest()
         declared = headers.get("x-amz-content-sha256")
         if declared is not None and declared != payload_hash:
             if declared != _UNSIGNED_PAYLOAD:
-                raise _unauthorized("x-amz-content-sha256 does not match the request body.")
+                raise _bad_signature("x-amz-content-sha256 does not match the request body.")
             payload_hash = declared
         pairs = []
         for pair in raw_query.split("&") if raw_query else []:
@@ -639,7 +774,7 @@ class ChimeEmulator(LoopbackServer):
             signing_key = _hmac(signing_key, part)
         expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, match["signature"]):
-            raise _unauthorized(
+            raise _bad_signature(
                 "The request signature we calculated does not match the signature you provided."
             )
 
@@ -689,16 +824,36 @@ class ChimeEmulator(LoopbackServer):
         content: str,
         checked: tuple[list[tuple[float, ChimeState]], float | None],
     ) -> _Message:
+        message = self._new_message(
+            channel_arn, message_id, sender, sub_channel_id, content, checked
+        )
+        self._keep(message)
+        return message
+
+    def _new_message(
+        self,
+        channel_arn: str,
+        message_id: str,
+        sender: str,
+        sub_channel_id: str | None,
+        content: str,
+        checked: tuple[list[tuple[float, ChimeState]], float | None],
+    ) -> _Message:
         steps, denied_at = checked
         # Through a lambda, so that assigning emulator.clock later still drives this lifecycle.
         lifecycle = Lifecycle(steps, lambda: self.clock())
         message = _Message(
             channel_arn, message_id, sender, sub_channel_id, content, lifecycle, denied_at
         )
-        with self._state_lock:
-            self._messages.pop((channel_arn, message_id), None)
-            self._messages[(channel_arn, message_id)] = message
+        # Every message a sender's websocket hears of, kept or not (non-persistent, denied).
+        self._record_for_feeds(message)
         return message
+
+    def _keep(self, message: _Message) -> None:
+        key = (message.channel_arn, message.message_id)
+        with self._state_lock:
+            self._messages.pop(key, None)
+            self._messages[key] = message
 
     def _current(self, channel_arn: str, message_id: str) -> _Message | None:
         """The stored message, after deleting it if it was denied long enough ago."""
@@ -711,3 +866,107 @@ class ChimeEmulator(LoopbackServer):
                 del self._messages[(channel_arn, message_id)]
                 return None
             return message
+
+
+# -- push: a sender's event feed ------------------------------------------------------------------
+
+#: The websocket event type of a message's state right after it was created.
+_CREATE_EVENT_TYPES: dict[str, str] = {
+    "PENDING": "PENDING_CREATE_CHANNEL_MESSAGE",
+    "SENT": "CREATE_CHANNEL_MESSAGE",
+    "FAILED": "FAILED_CREATE_CHANNEL_MESSAGE",
+    "DENIED": "DENIED_CREATE_CHANNEL_MESSAGE",
+}
+
+
+def _timestamp(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _envelope(message: _Message, state: ChimeState, created: float) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "ChannelArn": message.channel_arn,
+        "MessageId": message.message_id,
+        "Content": message.content,
+        "Type": "STANDARD",
+        "CreatedTimestamp": _timestamp(created),
+        "LastUpdatedTimestamp": _timestamp(time.time()),
+        "Sender": {"Arn": message.sender, "Name": message.sender.rsplit("/", 1)[-1]},
+        "Persistence": "PERSISTENT",
+        "Status": _status_object(state),
+    }
+    if message.sub_channel_id is not None:
+        payload["SubChannelId"] = message.sub_channel_id
+    return {
+        "Headers": {
+            "x-amz-chime-event-type": _CREATE_EVENT_TYPES[state.value],
+            "x-amz-chime-message-type": "STANDARD",
+        },
+        "Payload": json.dumps(payload),
+    }
+
+
+@dataclass
+class _FeedRecord:
+    message: _Message
+    created: float
+    generation: int
+
+
+class ChimeEventFeed:
+    """The events a sender's messaging websocket would deliver about its own messages, from the
+    moment the feed was opened: one envelope per state a message reaches on the emulator's clock
+    (``PENDING_CREATE_CHANNEL_MESSAGE``, ``CREATE_CHANNEL_MESSAGE``, ``FAILED_…``,
+    ``DENIED_CREATE_CHANNEL_MESSAGE`` for a message the channel flow denied, which no lookup can
+    see). Iterate it with ``async for`` (it waits, polling every ``interval`` seconds, and ends
+    when the feed or the emulator is closed), or take what is there now with :meth:`pending`.
+    Values a websocket has no event for (``TELEPORTED``) are skipped.
+    """
+
+    def __init__(self, emulator: _ChimeFeeds, sender: str, interval: float) -> None:
+        self.sender = sender
+        self._emulator = emulator
+        self._interval = interval
+        self._seen: dict[tuple[str, str], tuple[int, int]] = {}
+        self._queue: list[dict[str, Any]] = []
+        self._since = emulator._feed_generation()
+        self.closed = False
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The envelopes that are due now and were not handed out yet, oldest first."""
+        self._collect()
+        ready, self._queue = self._queue, []
+        return ready
+
+    def _collect(self) -> None:
+        for key, record in self._emulator._feed_records(self.sender, self._since):
+            generation, emitted = self._seen.get(key, (record.generation, 0))
+            if generation != record.generation:
+                emitted = 0
+            lifecycle = record.message.lifecycle
+            elapsed = self._emulator.clock() - lifecycle.started_at
+            reached = [state for offset, state in lifecycle.steps if offset <= elapsed]
+            for state in reached[emitted:]:
+                if state.value in _CREATE_EVENT_TYPES:
+                    self._queue.append(_envelope(record.message, state, record.created))
+            self._seen[key] = (record.generation, max(emitted, len(reached)))
+
+    def __aiter__(self) -> ChimeEventFeed:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        import anyio
+
+        while True:
+            if not self._queue:
+                self._collect()
+            if self._queue:
+                return self._queue.pop(0)
+            if self.closed or not self._emulator._feeds_open:
+                raise StopAsyncIteration
+            await anyio.sleep(self._interval)
+
+    async def aclose(self) -> None:
+        """End the feed: an ``async for`` over it stops."""
+        self.closed = True

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
+import os
 import random
 import threading
 import time
@@ -52,11 +54,13 @@ _REASONS = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     408: "Request Timeout",
     409: "Conflict",
     422: "Unprocessable Entity",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    501: "Not Implemented",
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
@@ -200,22 +204,47 @@ class _QueuedFault:
     match: Callable[[Request], bool] | None
 
 
+#: Environment variable: the default ``latency`` (seconds) of every emulator, to run a test suite
+#: against slower servers (``MSGSTATUS_EMULATOR_LATENCY=0.15 pytest``).
+LATENCY_ENV = "MSGSTATUS_EMULATOR_LATENCY"
+
+
+def default_latency() -> float:
+    """The latency an emulator gets when none is given: ``$MSGSTATUS_EMULATOR_LATENCY`` or 0.
+
+    Raises ``ValueError`` for a value that is not a finite number of seconds >= 0.
+    """
+    text = os.environ.get(LATENCY_ENV, "").strip()
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{LATENCY_ENV} must be a number of seconds >= 0, not {text!r}")
+    return value
+
+
 class LoopbackServer:
     """Base of the emulators: a real HTTP server on ``127.0.0.1`` at a random free port.
 
     Subclasses implement :meth:`handle` (the API) and :meth:`render_fault` (how a fault looks in
     their wire format). Use it as a context manager (sync or async) or call :meth:`start` /
-    :meth:`stop`. ``latency`` (seconds) is added to every request.
+    :meth:`stop`. ``latency`` (seconds) is added to every request; it defaults to
+    ``$MSGSTATUS_EMULATOR_LATENCY`` (0 when unset).
     """
 
     #: How long a ``STALL`` fault holds a request before answering it after all.
     stall_seconds: float = 30.0
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, latency: float | None = None
+    ) -> None:
         self.host = host
         self._requested_port = port
         self.port = 0
-        self.latency = latency
+        self.latency = default_latency() if latency is None else latency
         self.stats = ServerStats()
         #: The last 10,000 requests, newest last.
         self.requests: deque[Request] = deque(maxlen=10_000)

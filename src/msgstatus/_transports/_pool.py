@@ -1,0 +1,346 @@
+"""An HTTP/1.1 keep-alive connection pool over anyio streams, framed with h11.
+
+One pool belongs to one event loop (its semaphore and streams do). It bounds exactly: at most
+``max_connections`` requests are in flight and at most that many connections are open, because a
+connection is only ever opened by the holder of a slot that found no idle one. A connection whose
+exchange did not end cleanly (an error, a timeout, a cancellation) is closed at once, so no
+abandoned request keeps reading and no slot leaks. Errors are this module's own (``PoolError``),
+carrying messages only (never a request header), for the caller to map onto its library's tree.
+"""
+
+from __future__ import annotations
+
+import select
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import anyio
+import anyio.abc
+import h11
+from anyio.abc import SocketAttribute
+
+__all__ = [
+    "BodyTooLarge",
+    "ConnectFailed",
+    "ConnectTimedOut",
+    "ConnectionLost",
+    "Origin",
+    "Pool",
+    "PoolError",
+    "ReadTimedOut",
+    "Response",
+    "TLSFailed",
+]
+
+_READ_SIZE = 65536
+
+
+class PoolError(Exception):
+    """Base of the pool's errors; the message never holds a header value."""
+
+
+class ConnectFailed(PoolError):
+    """The TCP connection could not be made (refused, unreachable, DNS)."""
+
+
+class ConnectTimedOut(ConnectFailed):
+    """The TCP connection (and TLS handshake) took longer than the connect timeout."""
+
+
+class TLSFailed(ConnectFailed):
+    """The TLS handshake failed (certificate not trusted, wrong host name, protocol error)."""
+
+
+class ReadTimedOut(PoolError):
+    """One read from the server took longer than the read timeout."""
+
+
+class ConnectionLost(PoolError):
+    """The connection closed or broke before the whole response arrived, or the server broke
+    HTTP/1.1. ``before_response`` is true when not one byte of a response had arrived."""
+
+    def __init__(self, message: str, *, before_response: bool = False) -> None:
+        super().__init__(message)
+        self.before_response = before_response
+
+
+class BodyTooLarge(PoolError):
+    """The response body is longer than the caller's limit (the connection is closed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a connection goes: scheme (``http`` or ``https``), host and port."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A whole response: status, headers (lower-case names, as h11 gives them) and body."""
+
+    status: int
+    headers: Sequence[tuple[bytes, bytes]]
+    body: bytes
+
+
+class Connection:
+    """One HTTP/1.1 connection; one request at a time."""
+
+    __slots__ = ("_h11", "origin", "reused", "stream")
+
+    def __init__(self, origin: Origin, stream: anyio.abc.ByteStream) -> None:
+        self.origin = origin
+        self.stream = stream
+        self.reused = False
+        self._h11 = h11.Connection(our_role=h11.CLIENT)
+
+    def dropped(self) -> bool:
+        """Whether an idle connection has been closed by the server (or has unexpected bytes
+        waiting): its socket is readable. Does not block."""
+        sock = self.stream.extra(SocketAttribute.raw_socket, None)
+        if sock is None or sock.fileno() < 0:
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def reusable(self) -> bool:
+        # start_next_cycle() put both sides back to IDLE after a clean, kept-alive exchange.
+        return self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
+
+    async def request(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        read_timeout: float,
+        max_body: int,
+    ) -> Response:
+        """Send a request and read the whole response. The request's bytes are written before
+        the first checkpoint. Raises ConnectionLost, ReadTimedOut or BodyTooLarge; after any
+        exception the connection must be closed."""
+        conn = self._h11
+        try:
+            data = conn.send(h11.Request(method=method, target=target, headers=headers))
+            if body:
+                data += conn.send(h11.Data(data=body))
+            data += conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            raise PoolError(f"the request cannot be sent as HTTP/1.1 ({exc})") from None
+        try:
+            await self.stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise ConnectionLost(
+                f"the connection broke while sending ({type(exc).__name__})", before_response=True
+            ) from None
+        status = 0
+        response_headers: Sequence[tuple[bytes, bytes]] = ()
+        chunks: list[bytes] = []
+        size = 0
+        got_bytes = False
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise ConnectionLost(
+                    f"the server broke HTTP/1.1 ({exc})", before_response=not got_bytes
+                ) from None
+            if event is h11.NEED_DATA:
+                try:
+                    with anyio.fail_after(read_timeout):
+                        received = await self.stream.receive(_READ_SIZE)
+                except TimeoutError:
+                    raise ReadTimedOut(
+                        f"no data from the server within {read_timeout:g} s"
+                    ) from None
+                except anyio.EndOfStream:
+                    received = b""
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    raise ConnectionLost(
+                        f"the connection broke while reading ({type(exc).__name__})",
+                        before_response=not got_bytes,
+                    ) from None
+                got_bytes = got_bytes or bool(received)
+                try:
+                    conn.receive_data(received)
+                except h11.RemoteProtocolError as exc:  # pragma: no cover - h11 defers these
+                    raise ConnectionLost(f"the server broke HTTP/1.1 ({exc})") from None
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                response_headers = event.headers
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > max_body:
+                    raise BodyTooLarge(f"the response body is over {max_body} bytes")
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionLost(
+                    "the server closed the connection without a response",
+                    before_response=not got_bytes,
+                )
+            # InformationalResponse (1xx): keep reading for the final response.
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            self.reused = True
+        return Response(status, response_headers, b"".join(chunks))
+
+    async def aclose(self) -> None:
+        """Close now, whatever the state, without waiting on the peer (cancellation-proof)."""
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(self.stream)
+
+
+class _Slot:
+    __slots__ = ("_semaphore",)
+
+    def __init__(self, semaphore: anyio.Semaphore) -> None:
+        self._semaphore = semaphore
+
+    async def __aenter__(self) -> None:
+        await self._semaphore.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._semaphore.release()
+
+
+class Pool:
+    """Keep-alive connections for one event loop, at most ``max_connections`` of them, and as
+    many slots. Hold ``slot`` (``async with pool.slot:``) around taking a connection, using it
+    and giving it back with :meth:`put_back` (clean end) or :meth:`discard` (anything else)."""
+
+    def __init__(
+        self,
+        max_connections: int,
+        *,
+        connect_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.ssl_context = ssl_context
+        self._semaphore = anyio.Semaphore(max_connections, fast_acquire=True)
+        self.slot = _Slot(self._semaphore)
+        self._idle: dict[Origin, list[Connection]] = {}
+        self._open = 0
+        self._closed = False
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now (in use or idle)."""
+        return self._open
+
+    @property
+    def in_flight(self) -> int:
+        """Slots held now."""
+        return self.max_connections - self._semaphore.value
+
+    def idle_connections(self, origin: Origin | None = None) -> int:
+        if origin is not None:
+            return len(self._idle.get(origin, ()))
+        return sum(len(idle) for idle in self._idle.values())
+
+    async def connection(self, origin: Origin) -> Connection:
+        """An idle connection to ``origin`` if one is alive (no checkpoint then), else a new one.
+        Call while holding a slot."""
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if not conn.dropped():
+                return conn
+            await self.discard(conn)
+        return await self.connect(origin)
+
+    async def connect(self, origin: Origin) -> Connection:
+        """A new connection to ``origin`` (TLS for https). Raises ConnectFailed, ConnectTimedOut
+        or TLSFailed. Call while holding a slot."""
+        if self._closed:
+            raise ConnectFailed("the pool is closed")
+        if self._open >= self.max_connections:
+            # Only idle connections to other origins can be in the way (every other connection
+            # belongs to another slot holder): close one.
+            for idle in self._idle.values():
+                if idle:
+                    await self.discard(idle.pop())
+                    break
+        self._open += 1
+        try:
+            stream = await self._open_stream(origin)
+        except BaseException:
+            self._open -= 1
+            raise
+        return Connection(origin, stream)
+
+    async def _open_stream(self, origin: Origin) -> anyio.abc.ByteStream:
+        context = None
+        if origin.scheme == "https":
+            context = self.ssl_context or ssl.create_default_context()
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                if context is None:
+                    return await anyio.connect_tcp(origin.host, origin.port)
+                return await anyio.connect_tcp(
+                    origin.host,
+                    origin.port,
+                    ssl_context=context,
+                    tls_hostname=origin.host,
+                    tls_standard_compatible=False,
+                )
+        except TimeoutError:
+            raise ConnectTimedOut(
+                f"could not connect to {origin.host}:{origin.port} within "
+                f"{self.connect_timeout:g} s"
+            ) from None
+        except ssl.SSLError as exc:
+            raise TLSFailed(
+                f"TLS with {origin.host}:{origin.port} failed ({type(exc).__name__}: "
+                f"{exc.reason or exc})"
+            ) from None
+        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            raise ConnectFailed(
+                f"could not connect to {origin.host}:{origin.port} ({type(exc).__name__}: {exc})"
+            ) from None
+
+    def put_back(self, conn: Connection) -> bool:
+        """Keep ``conn`` for the next request if its exchange ended cleanly and the server
+        keeps it alive; returns False if it must be discarded instead."""
+        if self._closed or not conn.reusable():
+            return False
+        self._idle.setdefault(conn.origin, []).append(conn)
+        return True
+
+    async def release(self, conn: Connection) -> None:
+        """:meth:`put_back`, or :meth:`discard` when it cannot be kept."""
+        if not self.put_back(conn):
+            await self.discard(conn)
+
+    async def discard(self, conn: Connection) -> None:
+        """Close ``conn`` now (cancellation-proof) and free its place."""
+        self._open -= 1
+        await conn.aclose()
+
+    async def aclose(self) -> None:
+        """Close every idle connection; connections in use are closed by their holders."""
+        self._closed = True
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                await self.discard(conn)
