@@ -22,6 +22,7 @@ from msgstatus._sync import SyncStatusClient
 from msgstatus.errors import (
     AuthenticationError,
     ClaimLostError,
+    ClientClosedError,
     HandleError,
     InvalidHandleError,
     InvalidKeyError,
@@ -46,6 +47,7 @@ __all__ = [
     "ChimeHandle",
     "ChimeProvider",
     "ClaimLostError",
+    "ClientClosedError",
     "Handle",
     "HandleError",
     "InvalidHandleError",

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import anyio
 
@@ -145,8 +145,11 @@ def _handle_cell(text: str, full: bool) -> str:
     return text if full else _short(text)
 
 
-def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+def _table(
+    rows: Sequence[Sequence[str]], out: TextIO, *, widths: Sequence[int] | None = None
+) -> None:
+    if widths is None:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -169,6 +172,8 @@ def _result_row(result: StatusResult, full: bool = False) -> tuple[str, ...]:
 
 
 _DECISION_HEADER = ("ACTION", "STATUS", "HANDLE", "REASON")
+# Column widths of decisions streamed from stdin (no look-ahead to size them).
+_STREAM_WIDTHS = (7, 9, _MAX_HANDLE_COLUMN, 0)
 
 
 def _decision_row(handle: str, decision: ResendDecision, full: bool = False) -> tuple[str, ...]:
@@ -248,7 +253,12 @@ async def _get(client: StatusClient, handles: Sequence[str], as_json: bool, out:
 
 def read_handles(stream: TextIO) -> Iterator[str]:
     """Handles from a file: one per line (blank lines and ``#`` comments skipped), or CSV whose
-    header row has a ``handle`` column."""
+    header row has a ``handle`` column.
+
+    Lazy: one line is read per handle asked for, so memory stays flat whatever the input's
+    size, and a handle from stdin is looked up as soon as its line arrives (the client advances
+    this generator in a worker thread, so a wait for the next line never blocks the lookups).
+    """
     first = stream.readline()
     if not first:
         return
@@ -265,10 +275,13 @@ def read_handles(stream: TextIO) -> Iterator[str]:
                 raise UsageError(f"line {line_number} has no handle column")
             yield row[column].strip()
         return
-    for line in (first, *stream):
+    line = first
+    while line:
         text = line.strip()
         if text and not text.startswith("#"):
             yield text
+        # Read only once this handle is taken: on stdin the next line may not exist yet.
+        line = stream.readline()
 
 
 class _Progress:
@@ -308,6 +321,7 @@ async def _check(
     counts: Counter[ResendAction] = Counter()
     rows: list[tuple[str, ...]] = [_DECISION_HEADER]
     progress = _Progress(total, sys.stderr.isatty())
+    header_due = True
     full = not out.isatty()
     bad_input = 0
     # Decisions are printed as lookups complete, so memory stays flat for any input size.
@@ -320,12 +334,26 @@ async def _check(
             handle_text = str(handle)
             if as_json:
                 out.write(decision_row_json(handle_text, decision, _error_type(outcome)) + "\n")
+                if total is None:
+                    out.flush()  # stdin: each answer shows while the input is still open
+            elif total is None:
+                # stdin: a row per answer as it comes, in columns as wide as the longest value
+                # can be (actions, statuses) or as tables shorten it (handles).
+                row = _decision_row(handle_text, decision, full)
+                if header_due:
+                    _table([_DECISION_HEADER, row], out, widths=_STREAM_WIDTHS)
+                    header_due = False
+                else:
+                    _table([row], out, widths=_STREAM_WIDTHS)
+                out.flush()
             else:
                 rows.append(_decision_row(handle_text, decision, full))
                 if len(rows) >= 200:
                     _table(rows, out)
                     rows = [_DECISION_HEADER]
     progress.close()
+    if total is None and not counts:
+        raise UsageError("standard input: no handles (the input is empty)")
     if not as_json and len(rows) > 1:
         _table(rows, out)
     summary = ", ".join(f"{action.value} {counts[action]}" for action in ResendAction)
@@ -346,25 +374,49 @@ def _binary(path: str) -> UsageError:
     return UsageError(f"{path}: a binary file or not UTF-8 text, so not a file of handles")
 
 
+class _CheckedLines:
+    """A text stream read line by line, as ``read_handles`` reads it, refusing binary or
+    non-UTF-8 input with the same UsageError a file gets, at the line where it shows."""
+
+    name = "standard input"
+
+    def __init__(self, stream: TextIO) -> None:
+        import io
+
+        buffer = getattr(stream, "buffer", None)
+        self._stream: TextIO = (
+            io.TextIOWrapper(buffer, encoding="utf-8-sig", errors="strict", newline="")
+            if buffer is not None
+            else stream
+        )
+        self.handles = 0
+
+    def readline(self) -> str:
+        try:
+            line = self._stream.readline()
+        except UnicodeDecodeError:
+            raise _binary(self.name) from None
+        if "\x00" in line:
+            raise _binary(self.name)
+        return line
+
+    def __iter__(self) -> Iterator[str]:
+        while line := self.readline():
+            yield line
+
+    def close(self) -> None:
+        """Standard input stays open: it is not ours."""
+
+
 def _open_handles(path: str) -> tuple[TextIO, int | None]:
     """The handle source and its number of handles (a CSV header and comments not counted).
     Raises UsageError naming the file when it cannot be read, is binary or holds no handles."""
-    import io
 
     if path == "-":
-        # Standard input cannot be read twice: it is held in memory to be checked and counted.
-        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
-        raw = data.encode("utf-8") if isinstance(data, str) else data
-        if b"\x00" in raw:
-            raise _binary("standard input")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise _binary("standard input") from None
-        total = sum(1 for _ in read_handles(io.StringIO(text, newline="")))
-        if total == 0:
-            raise UsageError("standard input: no handles (the input is empty)")
-        return io.StringIO(text, newline=""), total
+        # Standard input is streamed, never held: each line is checked as it is read (binary or
+        # not UTF-8 ends the run with exit 2), and an input with no handles is refused at its
+        # end (_check). No total: stdin cannot be read twice.
+        return cast("TextIO", _CheckedLines(sys.stdin)), None
     try:
         with open(path, "rb") as probe:
             if b"\x00" in probe.read(8192):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections import OrderedDict
+import socket
+import threading
+from collections import OrderedDict, deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -17,7 +20,7 @@ from collections.abc import (
 )
 from functools import partial
 from types import TracebackType
-from typing import Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -30,6 +33,7 @@ from msgstatus._ledger import _send as _ledger_send
 from msgstatus._providers.base import MessageStatusProvider, TypedHandle, split_handle
 from msgstatus._status import StatusResult
 from msgstatus.errors import (
+    ClientClosedError,
     HandleError,
     InvalidHandleError,
     LedgerUnavailableError,
@@ -92,44 +96,211 @@ def _merged(older: StatusResult | None, newer: StatusResult) -> StatusResult:
     return older.merge(newer)
 
 
+#: Iterables read in the event loop itself: the built-in containers, whose iteration cannot
+#: block (exact types only: a subclass may override ``__iter__``). Any other iterable (a
+#: generator, a file, a database cursor) is advanced in a worker thread.
+_INLINE_ITERABLES: frozenset[type] = frozenset(
+    {
+        list,
+        tuple,
+        set,
+        frozenset,
+        dict,
+        range,
+        deque,
+        type({}.keys()),
+        type({}.values()),
+        type({}.items()),
+    }
+)
+
+_EXHAUSTED = object()
+
+#: How far the reading thread may run ahead of the lookups, in handles.
+READ_AHEAD = 64
+
+
+class _ReadAhead:
+    """Advances a plain iterator on a daemon thread, at most :data:`READ_AHEAD` handles ahead of
+    the event loop, which waits for the next handle without blocking (a socket pair carries the
+    wake-up, so the thread never waits for the loop: a loop that stops running cannot hang it,
+    nor the interpreter's exit). Only one task may call :meth:`get` at a time."""
+
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self._iterator = iterator
+        self._buffer: deque[Any] = deque()
+        self._cond = threading.Condition()
+        self._ended = False
+        self._stopped = False
+        self._waiting = False
+        self._arrived: anyio.Event | None = None
+        self._error: Exception | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._thread = threading.Thread(
+            target=self._run, name="msgstatus-handle-reader", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while len(self._buffer) >= READ_AHEAD and not self._stopped:
+                        self._cond.wait()
+                    if self._stopped:
+                        return
+                error: Exception | None = None
+                try:
+                    item = next(self._iterator, _EXHAUSTED)
+                except Exception as exc:
+                    item, error = _EXHAUSTED, exc
+                with self._cond:
+                    if item is _EXHAUSTED:
+                        self._ended, self._error = True, error
+                    else:
+                        self._buffer.append(item)
+                    wake, self._waiting = self._waiting, False
+                if wake:
+                    self._wake()
+                if item is _EXHAUSTED:
+                    return
+        finally:
+            self._wake_w.close()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
+            self._wake_w.send(b"\0")
+
+    def get_nowait(self) -> object | None:
+        """The next handle if one is ready, else None (without waiting)."""
+        with self._cond:
+            if self._buffer:
+                item: object = self._buffer.popleft()
+                self._cond.notify()
+                return item
+        return None
+
+    async def get(self) -> object:
+        """The next handle, :data:`_EXHAUSTED` at the end; raises what the iterator raised.
+        Any number of tasks may wait: one waits for the thread's wake-up, the others for it."""
+        while True:
+            with self._cond:
+                if self._buffer:
+                    item = self._buffer.popleft()
+                    self._cond.notify()
+                    return item
+                if self._ended or self._stopped:
+                    self._close_reader()
+                    if self._error is not None:
+                        error, self._error = self._error, None
+                        raise error
+                    return _EXHAUSTED
+                lead = self._arrived is None
+                if lead:
+                    self._waiting = True
+                    self._arrived = anyio.Event()
+                arrived = self._arrived
+            assert arrived is not None
+            if not lead:
+                await arrived.wait()
+                continue
+            try:
+                await anyio.wait_readable(self._wake_r)
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(4096)
+            finally:
+                # Everyone waiting takes what arrived in the same turn of the loop.
+                self._arrived = None
+                arrived.set()
+
+    def stop(self) -> None:
+        """Read no further (the thread ends after the ``next()`` it may be inside)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+            wake, self._waiting = self._waiting, False
+        if wake:
+            self._wake()
+        else:
+            self._close_reader()
+
+    def _close_reader(self) -> None:
+        self._wake_r.close()
+
+
 class _HandleSource(Generic[H]):
     """The input of a batch, shared by its workers: hands out ``(index, handle)`` in input order.
 
-    An error raised by the caller's iterable ends the input and is kept in ``error`` for the batch
-    to raise once the lookups already in flight are done.
+    A plain iterable that is not a built-in container is advanced in a worker thread, one item
+    at a time, so that a slow or blocking one (``sys.stdin``, a generator that sleeps, a
+    database cursor) never stalls the lookups in flight; async iterables are awaited. An error
+    raised by the caller's iterable ends the input and is kept in ``error`` for the batch to
+    raise once the lookups already in flight are done.
     """
 
     def __init__(self, handles: Iterable[H] | AsyncIterable[H]) -> None:
         _check_handles(handles)
         self._sync: Iterator[H] | None = None
         self._async: AsyncIterator[H] | None = None
+        self._reader: _ReadAhead | None = None
+        self._inline = False
         if isinstance(handles, AsyncIterable):
             self._async = aiter(handles)
         else:
+            self._inline = type(handles) in _INLINE_ITERABLES
             self._sync = iter(handles)
-        # An async iterator must not be advanced by two workers at once.
+        # An iterator must not be advanced by two workers at once.
         self._lock = anyio.Lock()
         self._index = 0
         self._done = False
+        self._exhausted = False
         self.error: Exception | None = None
+
+    @property
+    def read(self) -> int:
+        """How many handles were handed out."""
+        return self._index
+
+    @property
+    def done(self) -> bool:
+        """Whether the input has ended (exhausted, or failed)."""
+        return self._exhausted
+
+    def stop(self) -> None:
+        """Hand out nothing more, and stop the reading thread if there is one. Called at the end
+        of every batch (also when it is cancelled or the client was closed)."""
+        self._done = True
+        if self._reader is not None:
+            self._reader.stop()
 
     async def next(self) -> tuple[int, H] | None:
         if self._done:
             return None
         try:
-            if self._sync is not None:
+            if self._inline:
+                assert self._sync is not None
                 handle = next(self._sync)
+            elif self._sync is not None:
+                # Workers do not queue behind one another here: _ReadAhead lets them all wait.
+                if self._reader is None:
+                    self._reader = _ReadAhead(self._sync)
+                item = await self._reader.get()
+                if item is _EXHAUSTED:
+                    raise StopIteration
+                handle = cast("H", item)
             else:
-                assert self._async is not None
                 async with self._lock:
                     if self._done:
                         return None
+                    assert self._async is not None
                     handle = await anext(self._async)
         except (StopIteration, StopAsyncIteration):
-            self._done = True
+            self._done = self._exhausted = True
             return None
         except Exception as exc:
-            self._done = True
+            self._done = self._exhausted = True
             self.error = exc
             return None
         index = self._index
@@ -140,6 +311,24 @@ class _HandleSource(Generic[H]):
         error, self.error = self.error, None
         if error is not None:
             raise error
+
+
+def _typed_name_and_text(handle: object) -> tuple[str, str] | None:
+    """A typed handle's provider name and string, or None if ``handle`` is not a typed handle.
+    Whatever the handle's own code raises (``provider``, ``__str__``) is InvalidHandleError."""
+    try:
+        if not isinstance(handle, TypedHandle):
+            return None
+        name = handle.provider
+        if not isinstance(name, str):
+            return None
+        text = str(handle)
+    except Exception as exc:
+        raise InvalidHandleError(
+            f"the {type(handle).__name__} handle could not be read: "
+            f"{type(exc).__name__} from its own code"
+        ) from exc
+    return str.__str__(name), str.__str__(text)
 
 
 class StatusClient:
@@ -336,17 +525,16 @@ class StatusClient:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("the StatusClient is closed")
+            raise ClientClosedError("the StatusClient is closed")
 
     def _route(self, handle: Handle) -> tuple[str, MessageStatusProvider]:
         """The handle's string (its canonical form) and its provider."""
         self._check_open()
         if isinstance(handle, str):
-            name, _ = split_handle(handle)
-            key = handle
-        elif isinstance(handle, TypedHandle) and isinstance(handle.provider, str):
-            name = handle.provider
-            key = str(handle)
+            key = str.__str__(handle)  # a str subclass's own methods play no part
+            name, _ = split_handle(key)
+        elif (typed := _typed_name_and_text(handle)) is not None:
+            name, key = typed
             prefix, _ = split_handle(key)
             if prefix != name:
                 # The cache and the router must agree on whose message this is.
@@ -378,15 +566,17 @@ class StatusClient:
             result = await provider.get_status(handle)
         except MsgStatusError:
             raise
-        except Exception as exc:
-            # A provider must raise only MsgStatusError; a buggy one must not break the caller's
-            # error handling (or a whole batch), so translate here as well.
-            logger.error(
-                "provider %s raised %s for %r", provider.name, type(exc).__name__, key, exc_info=exc
-            )
-            raise MsgStatusError(
-                f"unexpected {type(exc).__name__} from provider", provider=provider.name, handle=key
+        except RuntimeError as exc:
+            if not self._closed:
+                raise self._unexpected(provider, key, exc) from exc
+            # The client (and so the provider) was closed while this lookup ran.
+            raise ClientClosedError(
+                "the StatusClient was closed before this lookup finished",
+                provider=provider.name,
+                handle=key,
             ) from exc
+        except Exception as exc:
+            raise self._unexpected(provider, key, exc) from exc
         if not isinstance(result, StatusResult) or result.provider != provider.name:
             # A result filed under another provider would be cached and merged as someone
             # else's message.
@@ -397,6 +587,17 @@ class StatusClient:
                 handle=key,
             )
         return result
+
+    @staticmethod
+    def _unexpected(provider: MessageStatusProvider, key: str, exc: Exception) -> MsgStatusError:
+        # A provider must raise only MsgStatusError; a buggy one must not break the caller's
+        # error handling (or a whole batch), so translate here as well.
+        logger.error(
+            "provider %s raised %s for %r", provider.name, type(exc).__name__, key, exc_info=exc
+        )
+        return MsgStatusError(
+            f"unexpected {type(exc).__name__} from provider", provider=provider.name, handle=key
+        )
 
     def _remember(self, fresh: StatusResult) -> StatusResult:
         """Merge ``fresh`` into the cached final result of its message (the evidence rule) and
@@ -425,6 +626,8 @@ class StatusClient:
         :class:`~msgstatus.UnknownProviderError` (no provider for the prefix) before any request,
         and whatever :class:`~msgstatus.MsgStatusError` the provider raises after its retries.
         """
+        if isinstance(handle, str):
+            handle = str.__str__(handle)  # a str subclass's own methods play no part
         try:
             key, provider = self._route(handle)
         except MsgStatusError:
@@ -515,7 +718,7 @@ class StatusClient:
         """
         try:
             result = await self.get_status(handle, refresh=refresh)
-        except HandleError:
+        except (HandleError, ClientClosedError):
             raise
         except MsgStatusError as exc:
             return ResendDecision.from_error(exc)
@@ -547,16 +750,28 @@ class StatusClient:
         slots: list[_T | None] = [None] * size if size is not None else []
 
         async def worker() -> None:
-            while (item := await source.next()) is not None:
+            while not self._closed and (item := await source.next()) is not None:
                 index, handle = item
                 if index >= len(slots):
                     slots.extend([None] * (index + 1 - len(slots)))
                 slots[index] = await lookup(handle)
 
         workers = concurrency if size is None else min(concurrency, size)
-        async with anyio.create_task_group() as tg:
-            for _ in range(workers):
-                tg.start_soon(worker)
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(workers):
+                    tg.start_soon(worker)
+        finally:
+            source.stop()
+        if self._closed and (not source.done or any(slot is None for slot in slots[: source.read])):
+            source.stop()
+            cut = ClientClosedError("the StatusClient was closed during the batch")
+            results = [cut if slot is None else slot for slot in slots[: source.read]]
+            raise ClientClosedError(
+                f"the StatusClient was closed during the batch: {source.read} handles read, "
+                f"{sum(slot is not None for slot in slots[: source.read])} lookups finished",
+                results=results,
+            )
         source.raise_error()
         return cast("list[_T]", slots)
 
@@ -641,6 +856,7 @@ class StatusStream(Generic[H]):
         self._buffer_size = concurrency
         self._refresh = refresh
         self._entered = False
+        self._cut = False
         self._task_group: TaskGroup | None = None
         self._receive: MemoryObjectReceiveStream[tuple[H, Outcome]] | None = None
 
@@ -668,6 +884,7 @@ class StatusStream(Generic[H]):
         assert task_group is not None
         assert receive is not None
         task_group.cancel_scope.cancel()
+        self._source.stop()
         try:
             if exc is None or isinstance(exc, anyio.get_cancelled_exc_class()):
                 # Cancellation must go through the task group: its cancel scope needs it to
@@ -691,14 +908,22 @@ class StatusStream(Generic[H]):
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._client._closed and (self._cut or not self._source.done):
+                self._source.stop()
+                raise ClientClosedError(
+                    "the StatusClient was closed during the stream; the pairs yielded so far "
+                    "are all it finished"
+                ) from None
             self._source.raise_error()
             raise StopAsyncIteration from None
 
     async def _worker(self, send: MemoryObjectSendStream[tuple[H, Outcome]]) -> None:
         with send:
-            while (item := await self._source.next()) is not None:
+            while not self._client._closed and (item := await self._source.next()) is not None:
                 _, handle = item
                 outcome = await self._client._outcome(handle, self._refresh)
+                if isinstance(outcome, ClientClosedError):
+                    self._cut = True
                 try:
                     await send.send((handle, outcome))
                 except anyio.BrokenResourceError:

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
+import re
 import threading
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 __all__ = [
     "CONFLICT_PREFIX",
+    "MAX_RAW_BYTES",
+    "MAX_RAW_DEPTH",
+    "MAX_RAW_VALUES",
+    "MAX_RESULT_MEMORY",
+    "MAX_TEXT_LENGTH",
+    "RAW_TRUNCATED_KEY",
     "MessageStatus",
     "StatusResult",
     "StatusTable",
@@ -118,6 +126,160 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# -- what a result keeps ----------------------------------------------------------------------
+
+#: ``raw`` keeps the provider's payload whole when its compact JSON form is at most this many
+#: bytes (UTF-8), it has at most :data:`MAX_RAW_VALUES` values and nests at most
+#: :data:`MAX_RAW_DEPTH` containers deep. A real status payload is a few hundred bytes.
+MAX_RAW_BYTES = 8192
+#: Values (containers, strings, numbers, booleans, nulls; keys not counted) in a kept ``raw``.
+MAX_RAW_VALUES = 256
+#: Containers nested in a kept ``raw`` (``{"a": {}}`` is 2 deep). Providers refuse a payload
+#: nested deeper than this with :class:`~msgstatus.ProviderResponseError`.
+MAX_RAW_DEPTH = 8
+#: ``provider_status``, ``detail`` and ``error_code`` are cut to this many characters.
+MAX_TEXT_LENGTH = 1024
+#: What one :class:`StatusResult` can hold in memory at most (measured with ``tracemalloc`` for
+#: the worst shapes within the limits above and a handle of 4,096 characters): the client's cache
+#: of final results stays within ``cache_size`` times this.
+MAX_RESULT_MEMORY = 64 * 1024
+#: The key ``raw`` carries (``true``) when the payload was larger than the limits above and only
+#: its top-level text, number, boolean and null fields were kept.
+RAW_TRUNCATED_KEY = "msgstatus_raw_truncated"
+# Strings kept in a truncated raw are cut to this many characters.
+_TRUNCATED_STRING = 256
+
+# A lone surrogate (valid in JSON as "\udc80", not encodable as UTF-8) makes JSON output fail.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
+_CONTAINER_TYPES = frozenset({dict, list, tuple})
+
+
+def clean_text(text: str) -> str:
+    """``text`` as a plain ``str`` with every lone surrogate replaced by U+FFFD, so that it
+    always encodes as UTF-8 (JSON output, logs, terminals)."""
+    text = str.__str__(text)
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _clean_bounded_text(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = clean_text(value)
+    return text if len(text) <= MAX_TEXT_LENGTH else text[:MAX_TEXT_LENGTH]
+
+
+def _json_size(value: object) -> int:
+    """Bytes ``value`` (a scalar) takes in compact JSON, closely enough for a bound."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "replace")) + 2
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return len(str(value)) if abs(value) < 10**30 else MAX_RAW_BYTES + 1
+    if isinstance(value, float):
+        return len(repr(value)) if math.isfinite(value) else MAX_RAW_BYTES + 1
+    return 16
+
+
+def nesting_exceeds(value: object, limit: int) -> bool:
+    """Whether ``value`` has dicts or lists nested more than ``limit`` deep (``{"a": {}}`` is 2
+    deep), without recursion: any depth is safe to ask about."""
+    if not isinstance(value, (Mapping, list, tuple)):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if isinstance(item, Mapping) else item:
+            kind = type(child)
+            if kind in _CONTAINER_TYPES or (
+                kind not in _SCALAR_TYPES and isinstance(child, (Mapping, list, tuple))
+            ):
+                if depth >= limit:
+                    return True
+                if child:
+                    stack.append((child, depth + 1))
+    return False
+
+
+def _copy_within_limits(payload: Mapping[Any, Any]) -> dict[str, Any] | None:
+    """A copy of ``payload`` with clean text, or None as soon as it is past a raw limit. The
+    work is bounded by the limits, whatever the payload's size or depth."""
+    root: dict[str, Any] = {}
+    stack: list[tuple[Any, Any, int]] = [(payload, root, 1)]
+    values, size = 1, 2
+    while stack:
+        source, target, depth = stack.pop()
+        if depth > MAX_RAW_DEPTH:
+            return None
+        items = source.items() if isinstance(source, Mapping) else enumerate(source)
+        for key, item in items:
+            values += 1
+            if isinstance(source, Mapping):
+                if not isinstance(key, str):
+                    return None
+                key = clean_text(key)
+                size += _json_size(key) + 2
+            else:
+                size += 1
+            if values > MAX_RAW_VALUES or size > MAX_RAW_BYTES:
+                return None
+            if isinstance(item, Mapping):
+                copy: Any = {}
+                stack.append((item, copy, depth + 1))
+                size += 2
+            elif isinstance(item, (list, tuple)):
+                copy = []
+                stack.append((item, copy, depth + 1))
+                size += 2
+            elif isinstance(item, _SCALARS):
+                copy = clean_text(item) if isinstance(item, str) else item
+                size += _json_size(copy)
+            else:
+                copy = item  # not JSON: kept for validation to refuse
+                size += _json_size(item)
+            if isinstance(target, dict):
+                target[key] = copy
+            else:
+                target.append(copy)
+    return root if size <= MAX_RAW_BYTES else None
+
+
+def bounded_raw(payload: object) -> object:
+    """What :attr:`StatusResult.raw` keeps of ``payload``: all of it within the limits
+    (:data:`MAX_RAW_BYTES`, :data:`MAX_RAW_VALUES`, :data:`MAX_RAW_DEPTH`), else its top-level
+    text (cut to 256 characters), number, boolean and null fields within the same limits, plus
+    ``RAW_TRUNCATED_KEY: True``. Lone surrogates become U+FFFD. Anything but a mapping is left
+    for validation to refuse."""
+    if not isinstance(payload, Mapping):
+        return payload
+    whole = _copy_within_limits(payload)
+    if whole is not None:
+        return whole
+    kept: dict[str, Any] = {}
+    size = _json_size(RAW_TRUNCATED_KEY) + 10
+    for examined, (key, value) in enumerate(payload.items()):
+        if examined >= 4 * MAX_RAW_VALUES or len(kept) >= MAX_RAW_VALUES - 1:
+            break
+        if not isinstance(key, str) or isinstance(value, (Mapping, list, tuple)):
+            continue
+        if isinstance(value, str):
+            value = clean_text(value[:_TRUNCATED_STRING])
+        name = clean_text(key[:_TRUNCATED_STRING])
+        cost = _json_size(name) + _json_size(value) + 2
+        if size + cost > MAX_RAW_BYTES:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        kept[name] = value
+        size += cost
+    kept[RAW_TRUNCATED_KEY] = True
+    return kept
+
+
 class StatusResult(BaseModel):
     """The answer of one status lookup: a frozen value, comparable and JSON-serializable.
 
@@ -128,21 +290,28 @@ class StatusResult(BaseModel):
     the message for a quota window; it was not sent and may be sent again from that moment),
     ``updated_at`` (ISO 8601 or null), ``checked_at`` (ISO 8601, UTC) and ``raw`` (the provider's
     payload).
+
+    What a result keeps is bounded, so that a cache of them is too (SECURITY.md): ``raw`` is the
+    payload when it is within :data:`MAX_RAW_BYTES` of JSON, :data:`MAX_RAW_VALUES` values and
+    :data:`MAX_RAW_DEPTH` levels, else only its top-level scalar fields plus
+    ``"msgstatus_raw_truncated": true``; ``provider_status``, ``detail`` and ``error_code`` are
+    cut to :data:`MAX_TEXT_LENGTH` characters; lone surrogates in any text become U+FFFD, so
+    ``model_dump_json()`` never fails.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    provider: str
-    handle: str
+    provider: Annotated[str, AfterValidator(clean_text)]
+    handle: Annotated[str, AfterValidator(clean_text)]
     status: MessageStatus
-    provider_status: str | None = None
+    provider_status: Annotated[str | None, AfterValidator(_clean_bounded_text)] = None
     is_final: bool = False
-    detail: str | None = None
-    error_code: str | None = None
+    detail: Annotated[str | None, AfterValidator(_clean_bounded_text)] = None
+    error_code: Annotated[str | None, AfterValidator(_clean_bounded_text)] = None
     not_before: Annotated[datetime | None, AfterValidator(_to_utc_if_aware)] = None
     updated_at: Annotated[datetime | None, AfterValidator(_to_utc_if_aware)] = None
     checked_at: Annotated[datetime, AfterValidator(_require_utc)] = Field(default_factory=_utc_now)
-    raw: dict[str, JsonValue] = Field(default_factory=dict)
+    raw: Annotated[dict[str, JsonValue], BeforeValidator(bounded_raw)] = Field(default_factory=dict)
 
     @property
     def shows_delivery(self) -> bool:

@@ -30,7 +30,7 @@ from msgstatus._decision import ResendDecision
 from msgstatus._ledger import DEFAULT_LEASE, DEFAULT_MAX_ATTEMPTS, Ledger, SendOutcome
 from msgstatus._providers.base import MessageStatusProvider, TypedHandle
 from msgstatus._status import StatusResult
-from msgstatus.errors import MsgStatusError
+from msgstatus.errors import ClientClosedError, MsgStatusError
 
 __all__ = ["SyncStatusClient"]
 
@@ -81,6 +81,9 @@ class SyncStatusClient:
         self._lock = threading.Lock()
         self._loop: _LoopThread | None = None
         self._stop_loop: weakref.finalize[[bool], SyncStatusClient] | None = None
+        # Generators iter_statuses handed out and not finished: close() ends them first, since
+        # each holds a task in the loop (an abandoned one would keep the loop from stopping).
+        self._streams: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()
         self._closed = False
 
     def __enter__(self) -> SyncStatusClient:
@@ -99,7 +102,7 @@ class SyncStatusClient:
         _refuse_inside_event_loop()
         with self._lock:
             if self._closed:
-                raise RuntimeError("the SyncStatusClient is closed")
+                raise ClientClosedError("the SyncStatusClient is closed")
             if self._loop is None:
                 self._loop = _LoopThread(self._backend, self._backend_options)
                 # A client dropped without close() must not leave its thread behind; at
@@ -109,7 +112,22 @@ class SyncStatusClient:
             return self._loop.portal
 
     def close(self) -> None:
-        """Close the providers and stop the background event loop. Calling it again does nothing."""
+        """Close the providers and stop the background event loop. Calling it again does nothing.
+
+        Generators from :meth:`iter_statuses` still open are closed first (their lookups in
+        flight are cancelled). Called from inside a running event loop it raises
+        ``RuntimeError`` and changes nothing: the client stays usable and open.
+        """
+        _refuse_inside_event_loop()
+        with self._lock:
+            if self._closed:
+                return
+            streams = list(self._streams)
+        for stream in streams:
+            # Another thread may be inside it right now ("generator already executing"): its
+            # own next step then finds the client closed.
+            with contextlib.suppress(ValueError):
+                stream.close()
         with self._lock:
             if self._closed:
                 return
@@ -160,13 +178,36 @@ class SyncStatusClient:
         collected; ``contextlib.closing`` does at once) cancels the lookups in flight.
         """
         stream = self._client.iter_statuses(handles, concurrency=concurrency, refresh=refresh)
-        return self._iterate(stream)
+        generator = self._iterate(stream)
+        self._streams.add(generator)
+        return generator
 
     def _iterate(self, stream: StatusStream[H]) -> Generator[tuple[H, Outcome], None, None]:
         portal = self._get_portal()
-        with portal.wrap_async_context_manager(stream):
+        manager = portal.wrap_async_context_manager(stream)
+        manager.__enter__()
+        try:
             while (item := portal.call(_next_or_none, stream)) is not None:
                 yield item
+        except BaseException as exc:
+            if not self._exit_stream(manager, exc):
+                raise
+        else:
+            self._exit_stream(manager, None)
+
+    def _exit_stream(self, manager: Any, exc: BaseException | None) -> bool:
+        """Leave a stream's context; True if ``exc`` (GeneratorExit included) is handled."""
+        try:
+            if exc is None:
+                manager.__exit__(None, None, None)
+                return True
+            return bool(manager.__exit__(type(exc), exc, exc.__traceback__))
+        except RuntimeError:
+            if self._closed:
+                # The loop has already stopped (the stream was closed with the client): its
+                # task ended with the loop, nothing is left to clean up.
+                return isinstance(exc, GeneratorExit) or exc is None
+            raise
 
     def wait_for_final(
         self,

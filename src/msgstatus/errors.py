@@ -18,6 +18,8 @@ them, and never carry a secret::
     ├── ProviderResponseError       a 2xx body that is not what the API promises, or about
     │                               another message
     ├── StatusWaitTimeout           wait_for_final ran out of time (also a TimeoutError)
+    ├── ClientClosedError           the client was closed (also a RuntimeError); a batch cut
+    │                               short by it carries the results it finished
     ├── InvalidKeyError             a ledger key that is empty, too long or has control characters
     ├── LedgerUnavailableError      the ledger's database is down or locked past its timeout
     │                                                                                   (retryable)
@@ -26,6 +28,7 @@ them, and never carry a secret::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthenticationError",
     "ClaimLostError",
+    "ClientClosedError",
     "HandleError",
     "InvalidHandleError",
     "InvalidKeyError",
@@ -180,6 +184,30 @@ class StatusWaitTimeout(MsgStatusError, TimeoutError):
     ) -> None:
         super().__init__(message, provider=provider, handle=handle)
         self.last_result = last_result
+
+
+class ClientClosedError(MsgStatusError, RuntimeError):
+    """The client was closed: raised by any use after ``aclose()``/``close()`` (it is a
+    ``RuntimeError``, as before), and by a batch that the close cut short.
+
+    A ``get_statuses``/``resend_decisions`` batch cut short raises it with ``results``: one slot
+    per handle read before the close, in input order, each what the lookup gave (a
+    :class:`~msgstatus.StatusResult` or a :class:`MsgStatusError`, or a ``ResendDecision``) or,
+    for a lookup the close stopped or that never started, a ``ClientClosedError``. An
+    ``iter_statuses`` stream yields the pairs it finished and then raises it. Handles not yet
+    read from the input are not read.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        handle: str | None = None,
+        results: Sequence[object] = (),
+    ) -> None:
+        super().__init__(message, provider=provider, handle=handle)
+        self.results: list[object] = list(results)
 
 
 # -- the send ledger ---------------------------------------------------------------------------

@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 from pydantic import JsonValue, ValidationError
 
 from msgstatus._retry import RetryPolicy, call_with_retry
-from msgstatus._status import MessageStatus, StatusResult, StatusTable
+from msgstatus._status import (
+    MAX_RAW_DEPTH,
+    MessageStatus,
+    StatusResult,
+    StatusTable,
+    nesting_exceeds,
+)
 from msgstatus.errors import (
     InvalidHandleError,
     MsgStatusError,
@@ -39,9 +45,12 @@ __all__ = [
     "BaseProvider",
     "ErrorRule",
     "MessageStatusProvider",
+    "Secret",
     "TypedHandle",
     "check_endpoint_url",
+    "check_nesting",
     "check_timeout",
+    "describe_cause",
     "is_loopback_host",
     "most_specific",
     "split_handle",
@@ -99,6 +108,9 @@ def validate_handle_text(
         raise InvalidHandleError(
             f"a handle must be a string, not {type(handle).__name__}", provider=provider
         )
+    # A str subclass may override any method (strip, partition, __hash__, __str__): from here on
+    # only the plain characters count.
+    handle = str.__str__(handle)
     if not handle:
         raise InvalidHandleError("the handle is empty", provider=provider, handle=handle)
     if len(handle) > max_length:
@@ -187,7 +199,10 @@ def plain_payload(payload: object) -> object:
 
     if isinstance(payload, BaseModel):
         # Python mode, then the same conversion as a mapping's: one date format for both paths.
-        return plain_payload(payload.model_dump(by_alias=True))
+        dumped = payload.model_dump(by_alias=True)
+        if nesting_exceeds(dumped, MAX_RAW_DEPTH):
+            return dumped  # left for the caller's check_nesting: no recursion over it here
+        return plain_payload(dumped)
     if isinstance(payload, Mapping):
         return {key: plain_payload(value) for key, value in payload.items()}
     if isinstance(payload, (list, tuple)):
@@ -244,6 +259,66 @@ def check_timeout(value: object, name: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number of seconds")
     return float(value)
+
+
+class Secret:
+    """A credential that never shows itself: ``repr``/``str`` give ``[redacted]``, it cannot be
+    pickled or copied into a ``__dict__``, and :meth:`reveal` gives the value to the one place
+    that sends it (a request header)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('[redacted]')"
+
+    def __str__(self) -> str:
+        return "[redacted]"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
+
+
+class ProviderCause(Exception):
+    """Stands in as ``__cause__`` for an underlying exception that could not be copied without
+    what it references: its text is ``"<module>.<class>: <message>"``."""
+
+
+def describe_cause(exc: BaseException) -> BaseException:
+    """``exc`` as a fresh exception of the same type and message that references nothing else
+    (no request and its headers, no response body, no traceback), to chain as a cause; a
+    :class:`ProviderCause` naming the type when the type cannot be rebuilt from its message."""
+    message = str(exc)
+    try:
+        clone = type(exc)(message)
+    except Exception:
+        clone = None
+    if (
+        clone is None
+        or type(clone) is not type(exc)
+        or str(clone) != message
+        or any(value is not None for value in vars(clone).values())
+    ):
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        clone = ProviderCause(f"{name}: {message}" if message else name)
+    return clone
+
+
+def check_nesting(payload: object, *, provider: str, display_name: str, handle: str | None) -> None:
+    """ProviderResponseError if ``payload`` nests dicts or lists deeper than
+    :data:`~msgstatus._status.MAX_RAW_DEPTH`; safe for any depth (no recursion)."""
+    if nesting_exceeds(payload, MAX_RAW_DEPTH):
+        raise ProviderResponseError(
+            f"{display_name}'s payload is nested deeper than {MAX_RAW_DEPTH} levels: "
+            "not a status payload",
+            provider=provider,
+            handle=handle,
+        )
 
 
 # -- error translation --------------------------------------------------------------------
@@ -393,16 +468,27 @@ class BaseProvider:
 
     def _typed_handle_text(self, handle: object) -> object:
         """A typed handle as its string, refusing another provider's; anything else as it is."""
-        if not isinstance(handle, str) and isinstance(handle, TypedHandle):
+        if isinstance(handle, str):
+            return str.__str__(handle)
+        try:
+            if not isinstance(handle, TypedHandle):
+                return handle
             provider = handle.provider
-            if provider != self.name:
-                raise InvalidHandleError(
-                    f"a {provider} handle cannot be looked up with {self.display_name}",
-                    provider=self.name,
-                    handle=str(handle),
-                )
-            return str(handle)
-        return handle
+            text = str(handle)
+        except Exception as exc:
+            # The handle's own code (a property, __str__) failed: the caller's input is wrong.
+            raise InvalidHandleError(
+                f"the {type(handle).__name__} handle could not be read: "
+                f"{type(exc).__name__} from its own code",
+                provider=self.name,
+            ) from exc
+        if provider != self.name:
+            raise InvalidHandleError(
+                f"a {provider} handle cannot be looked up with {self.display_name}",
+                provider=self.name,
+                handle=text,
+            )
+        return text
 
     @classmethod
     def _result(

@@ -714,7 +714,10 @@ class ChimeProvider(base.BaseProvider):
         message id, or a ``Status`` of the wrong shape; InvalidHandleError for a bad ``bearer``.
         Datetimes in the response (botocore parses timestamps) become ISO 8601 strings in ``raw``.
         """
+        # Before any recursive conversion: a payload of any depth is refused, never recursed.
+        base.check_nesting(response, provider=PROVIDER, display_name="Chime", handle=None)
         response = base.plain_payload(response)  # type: ignore[assignment]
+        base.check_nesting(response, provider=PROVIDER, display_name="Chime", handle=None)
         if not isinstance(response, Mapping):
             raise errors.ProviderResponseError(
                 f"a SendChannelMessage response is a dict, not {type(response).__name__}",
@@ -807,6 +810,7 @@ class ChimeProvider(base.BaseProvider):
     def _normalize(
         self, payload: dict[str, Any], canonical: str, *, status_required: bool
     ) -> StatusResult:
+        base.check_nesting(payload, provider=PROVIDER, display_name="Chime", handle=canonical)
         status_object = payload.get("Status")
         if status_object is None and not status_required:
             value: object = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone
@@ -29,16 +30,19 @@ from msgstatus._decision import Refusal, RefusalKind
 from msgstatus._providers.base import (
     BaseProvider,
     ErrorRule,
+    Secret,
     TypedHandle,
     check_endpoint_url,
+    check_nesting,
     check_timeout,
+    describe_cause,
     most_specific,
     native_handle,
     plain_payload,
     rule_for_http_status,
 )
 from msgstatus._retry import RetryPolicy, parse_retry_after
-from msgstatus._status import MessageStatus, StatusResult, StatusTable
+from msgstatus._status import MessageStatus, StatusResult, StatusTable, bounded_raw
 from msgstatus._webhooks import DEFAULT_MAX_BODY, DEFAULT_MAX_DEPTH, OnResult, PushReceiver
 from msgstatus.errors import (
     AuthenticationError,
@@ -252,17 +256,17 @@ class _MessageResponse(BaseModel):
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _check_credential(value: object, what: str) -> str:
-    # Messages name the credential, never show it.
+def _credential_problem(value: object, what: str) -> str | None:
+    """What is wrong with a credential, in words that name it and never show it; None if it is
+    usable. The caller raises, in a frame that holds the value only as a :class:`Secret`."""
     if not isinstance(value, str) or not value:
-        raise AuthenticationError(f"the Sendblue {what} is missing", provider=PROVIDER)
+        return f"the Sendblue {what} is missing"
     if not value.isascii() or not value.isprintable() or value != value.strip():
-        raise AuthenticationError(
+        return (
             f"the Sendblue {what} has characters an HTTP header cannot carry "
-            "(white space at an end, control or non-ASCII characters)",
-            provider=PROVIDER,
+            "(white space at an end, control or non-ASCII characters)"
         )
-    return value
+    return None
 
 
 # Shorter secrets (test doubles' "s") would match inside ordinary words and mangle the payload:
@@ -297,20 +301,97 @@ def _timeout_budget(timeout: httpx.Timeout) -> float | None:
     return float(sum(phase for phase in phases if phase is not None))
 
 
+#: Content encodings msgstatus decodes itself (and asks for), with zlib's window setting.
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+#: At most this many encodings stacked on one body (``gzip, gzip`` is two).
+_MAX_ENCODINGS = 2
+# Each decoding step yields at most this many bytes, so memory stays near the cap whatever the
+# compression ratio (a 548-byte ``gzip, gzip`` body inflates to 200 MiB).
+_DECODE_STEP = 64 * 1024
+# A compressed body may be a little larger than what it decodes to.
+_RAW_SLACK = 64 * 1024
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyError(Exception):
+    """The body cannot be decoded; the message says why (shown in the ProviderResponseError)."""
+
+
+class _CappedDecoder:
+    """Undoes a stack of content encodings while streaming, keeping at most ``limit`` decoded
+    bytes: every zlib step is bounded (``max_length``), so a bomb stops at the cap instead of
+    inflating in one call."""
+
+    def __init__(self, encodings: list[str], limit: int) -> None:
+        # Encodings are listed in the order they were applied: undo the last one first.
+        self._layers = [zlib.decompressobj(_ENCODINGS[name]) for name in reversed(encodings)]
+        self._limit = limit
+        self._size = 0
+        self._chunks: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        self._push(0, data)
+
+    def finish(self) -> bytes:
+        for level, layer in enumerate(self._layers):
+            if not layer.eof:
+                raise _BodyError("the compressed body ends early")
+            self._push(level + 1, layer.flush())
+        return b"".join(self._chunks)
+
+    def _push(self, level: int, data: bytes) -> None:
+        if level == len(self._layers):
+            self._size += len(data)
+            if self._size > self._limit:
+                raise _BodyTooLarge
+            if data:
+                self._chunks.append(data)
+            return
+        layer = self._layers[level]
+        while True:
+            if layer.eof:
+                return  # bytes after the end of the stream are ignored, as httpx does
+            try:
+                out = layer.decompress(data, _DECODE_STEP)
+            except zlib.error as exc:
+                raise _BodyError(f"the compressed body is corrupt ({exc})") from None
+            data = layer.unconsumed_tail
+            if not out:
+                return
+            self._push(level + 1, out)
+
+
 async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
-    """The (decoded) body, or None as soon as it is known to be longer than ``limit`` bytes."""
+    """The body with its content encodings undone, or None as soon as it is known to be longer
+    than ``limit`` decoded bytes. Raises _BodyError for an encoding it does not decode."""
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isdigit() and int(declared) > limit + _RAW_SLACK:
         return None
-    chunks: list[bytes] = []
-    size = 0
-    # Counting decoded bytes also stops a small gzip body that inflates to gigabytes.
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    encodings = [
+        name.strip().lower()
+        for name in response.headers.get("content-encoding", "").split(",")
+        if name.strip() and name.strip().lower() != "identity"
+    ]
+    for name in encodings:
+        if name not in _ENCODINGS:
+            raise _BodyError(f"the body has a content encoding msgstatus does not read: {name!r}")
+    if len(encodings) > _MAX_ENCODINGS:
+        raise _BodyError(f"the body has {len(encodings)} content encodings stacked")
+    decoder = _CappedDecoder(encodings, limit)
+    received = 0
+    try:
+        # Raw bytes, decoded here step by step: httpx would inflate each chunk in one call.
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > limit + _RAW_SLACK:
+                return None
+            decoder.feed(chunk)
+        return decoder.finish()
+    except _BodyTooLarge:
+        return None
 
 
 # -- the provider -----------------------------------------------------------------------------
@@ -347,8 +428,14 @@ class SendblueProvider(BaseProvider):
     ) -> None:
         from msgstatus import __version__
 
-        api_key = _check_credential(api_key, "API key")
-        self.__secret = _check_credential(api_secret, "API secret")
+        key_problem = _credential_problem(api_key, "API key")
+        secret_problem = _credential_problem(api_secret, "API secret")
+        # From here on the secret exists only as a Secret: a traceback with its locals (or
+        # vars(provider)) shows "[redacted]".
+        self._secret = Secret(api_secret if secret_problem is None else "")
+        del api_secret
+        if key_problem is not None or secret_problem is not None:
+            raise AuthenticationError(key_problem or secret_problem or "", provider=PROVIDER)
         self.base_url = check_endpoint_url(base_url, setting="base_url")
         try:
             # Parsed once: httpx would parse a string URL again on every request.
@@ -362,10 +449,12 @@ class SendblueProvider(BaseProvider):
             self._budget = check_timeout(timeout, "timeout")
             self._timeout = httpx.Timeout(self._budget)
         super().__init__(retry=retry, owns_client=http_client is None)
+        # The secret header is added per request (_attempt), never kept in a plain dict.
         self._headers = {
             "sb-api-key-id": api_key,
-            "sb-api-secret-key": self.__secret,
             "accept": "application/json",
+            # Only what _read_capped decodes, step by step under its cap.
+            "accept-encoding": "gzip, deflate",
         }
         if http_client is None:
             from msgstatus._transports._httpx import PoolTransport
@@ -395,18 +484,16 @@ class SendblueProvider(BaseProvider):
         Raises :class:`~msgstatus.AuthenticationError` naming the variable that is missing or
         empty, and ``ValueError`` for an unsafe base URL.
         """
-        values = {}
         for variable in (_ENV_KEY, _ENV_SECRET):
-            value = os.environ.get(variable, "")
-            if not value:
+            if not os.environ.get(variable):
                 raise AuthenticationError(
                     f"the environment variable {variable} is not set (or is empty)",
                     provider=PROVIDER,
                 )
-            values[variable] = value
+        # Read where it is used: no local variable of this frame holds the secret.
         return cls(
-            values[_ENV_KEY],
-            values[_ENV_SECRET],
+            os.environ[_ENV_KEY],
+            os.environ[_ENV_SECRET],
             base_url=os.environ.get(_ENV_BASE_URL) or DEFAULT_BASE_URL,
             timeout=timeout,
             retry=retry,
@@ -445,23 +532,26 @@ class SendblueProvider(BaseProvider):
         the official SDK's response object (a pydantic model) or any mapping; datetimes in it
         become ISO 8601 strings in ``raw``.
         """
+        # Before any recursive conversion: a payload of any depth is refused, never recursed.
+        check_nesting(payload, provider=PROVIDER, display_name="Sendblue", handle=None)
         payload = plain_payload(payload)  # type: ignore[assignment]
         if not isinstance(payload, Mapping):
             raise ProviderResponseError(
                 f"a Sendblue payload is a JSON object, not {type(payload).__name__}",
                 provider=PROVIDER,
             )
-        scrubbed: dict[str, Any] = _scrub(dict(payload), self.__secret)
+        check_nesting(payload, provider=PROVIDER, display_name="Sendblue", handle=None)
         if handle is not None:
             native = self.parse_handle(handle)
         else:
+            named = _scrub(payload.get("message_handle"), self._secret.reveal())
             try:
-                native = self.parse_handle(scrubbed.get("message_handle"))  # type: ignore[arg-type]
+                native = self.parse_handle(named)
             except InvalidHandleError as exc:
                 raise ProviderResponseError(
                     "the Sendblue payload has no usable message_handle", provider=PROVIDER
                 ) from exc
-        return self._normalize(scrubbed, native)
+        return self._normalize(payload, native)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -474,12 +564,13 @@ class SendblueProvider(BaseProvider):
             "GET",
             self._status_url,
             params={"handle": target},
-            headers=self._headers,
+            headers={**self._headers, "sb-api-secret-key": self._secret.reveal()},
             timeout=self._timeout,
         )
         deadline: AbstractContextManager[object] = (
             anyio.fail_after(self._budget) if self._budget is not None else nullcontext()
         )
+        failure: MsgStatusError | None = None
         try:
             with deadline:
                 # Redirects are never followed: they would carry the key headers to another host.
@@ -494,7 +585,19 @@ class SendblueProvider(BaseProvider):
         except (TimeoutError, httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
             rule = most_specific(exc, SENDBLUE_TRANSPORT_ERRORS)
             assert rule is not None  # every class caught here has a row
-            raise self._error(rule, canonical, detail=f" ({type(exc).__name__})") from exc
+            failure = self._error(rule, canonical, detail=f" ({type(exc).__name__})")
+            # httpx's exceptions hold the request, whose headers carry the secret: chain a copy
+            # with the same type and message, raised outside this block (no __context__).
+            cause = describe_cause(exc)
+        except _BodyError as exc:
+            failure = ProviderResponseError(
+                f"Sendblue's response body could not be read: {exc}",
+                provider=PROVIDER,
+                handle=canonical,
+            )
+            cause = None
+        if failure is not None:
+            raise failure from cause
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("GET /api/status %r -> HTTP %d", canonical, response.status_code)
         if not ok:
@@ -515,21 +618,33 @@ class SendblueProvider(BaseProvider):
         try:
             payload = json.loads(body, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
-            raise ProviderResponseError(
+            # A JSONDecodeError holds the whole body (which may echo the secret): chain a copy.
+            failure = ProviderResponseError(
                 f"Sendblue answered HTTP {response.status_code} with a body that is not JSON",
                 provider=PROVIDER,
                 handle=canonical,
-            ) from exc
+            )
+            cause = describe_cause(exc)
+        if failure is not None:
+            raise failure from cause
         if not isinstance(payload, dict):
             raise ProviderResponseError(
                 f"Sendblue answered a JSON {type(payload).__name__}, not an object",
                 provider=PROVIDER,
                 handle=canonical,
             )
-        return self._normalize(_scrub(payload, self.__secret), target)
+        check_nesting(payload, provider=PROVIDER, display_name="Sendblue", handle=canonical)
+        return self._normalize(payload, target)
 
-    def _normalize(self, payload: dict[str, Any], native: str) -> StatusResult:
-        return _normalize_payload(payload, native, self._table, self._unknown_keys, self._result)
+    def _normalize(self, payload: Mapping[str, Any], native: str) -> StatusResult:
+        return _normalize_payload(
+            payload,
+            native,
+            self._table,
+            self._unknown_keys,
+            self._result,
+            secret=self._secret.reveal(),
+        )
 
     @staticmethod
     def _refusal(message: _MessageResponse, status: MessageStatus) -> Refusal | None:
@@ -593,15 +708,24 @@ _PUSH_UNKNOWN_KEYS = StatusTable(PROVIDER, {}, what="error_key")
 
 
 def _normalize_payload(
-    payload: dict[str, Any],
+    payload: Mapping[str, Any],
     native: str,
     table: StatusTable,
     unknown_keys: StatusTable,
     result: Callable[..., StatusResult],
+    *,
+    secret: str | None = None,
 ) -> StatusResult:
     canonical = f"{PROVIDER}:{native}"
+    # Only what is read or kept is copied (and scrubbed of an echoed secret): the model's fields
+    # and what StatusResult.raw keeps (bounded), never a 1 MB body in full.
+    fields = {name: payload[name] for name in _MessageResponse.model_fields if name in payload}
+    raw = bounded_raw(payload)
+    if secret is not None:
+        fields = {name: _scrub(value, secret) for name, value in fields.items()}
+        raw = _scrub(raw, secret)
     try:
-        message = _MessageResponse.model_validate(payload)
+        message = _MessageResponse.model_validate(fields)
     except ValidationError as exc:
         raise ProviderResponseError(
             "Sendblue's payload has a 'status' that is not text",
@@ -648,7 +772,7 @@ def _normalize_payload(
         error_code=message.error_code,
         not_before=not_before,
         updated_at=message.date_updated,
-        raw=payload,
+        raw=raw,
     )
 
 
