@@ -787,32 +787,46 @@ async def test_12_odd_handles_give_typed_errors_and_never_break_a_batch() -> Non
     assert isinstance(results[3], InvalidHandleError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ChimeProvider bounds requests per event loop (one limiter and pool per loop, on the "
-    "thread path and on the event-loop transport): two loops with max_concurrency=4 have 8 in "
-    "flight. The bound must be per provider, or the second loop refused (Chime transport owner)",
-)
 def test_12_one_chime_provider_used_from_two_loops_stays_within_its_pool(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # Pools and limiters belong to one event loop: a second loop is refused, clearly, while the
+    # first has lookups in flight, so max_concurrency bounds the provider.
     with ChimeEmulator(latency=0.2) as emulator:
         sender = "arn:aws:chime:us-east-1:111122223333:app-instance/a/user/sender"
         channel = "arn:aws:chime:us-east-1:111122223333:app-instance/a/channel/c2"
         ids = [emulator.add_message(channel, sender=sender, status="SENT") for _ in range(16)]
         provider = emulator.provider(bearer=sender, max_concurrency=4)
+        outcomes: list[list[object]] = [[], []]
+        started = threading.Barrier(2)
 
-        async def many() -> None:
+        async def one(message_id: str, seen: list[object]) -> None:
+            try:
+                seen.append(await provider.get_status(ChimeHandle(channel, message_id)))
+            except RuntimeError as exc:
+                seen.append(exc)
+
+        async def many(seen: list[object]) -> None:
+            started.wait(5)
             async with anyio.create_task_group() as tg:
                 for message_id in ids:
-                    tg.start_soon(provider.get_status, ChimeHandle(channel, message_id))
+                    tg.start_soon(one, message_id, seen)
 
         caplog.set_level(logging.WARNING, logger="urllib3")
-        threads = [threading.Thread(target=anyio.run, args=(many,)) for _ in range(2)]
+        threads = [threading.Thread(target=anyio.run, args=(many, seen)) for seen in outcomes]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(30)
+        # Used again from a new loop once the others are done: fine.
+        later = anyio.run(provider.get_status, ChimeHandle(channel, ids[0]), backend="trio")
         provider.client.close()
     assert emulator.stats.max_in_flight <= 4
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    results = [o for seen in outcomes for o in seen]
+    assert len(results) == 32
+    refused = [o for o in results if isinstance(o, RuntimeError)]
+    assert refused, "the second loop was not refused"
+    assert all("another event loop" in str(o) for o in refused)
+    assert sum(isinstance(o, StatusResult) for o in results) >= 16
+    assert later.status.value == "SENT"

@@ -16,7 +16,7 @@ import re
 import threading
 import unicodedata
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from anyio.lowlevel import RunVar
+from anyio.lowlevel import EventLoopToken, RunVar, current_token
 
 from msgstatus import errors
 from msgstatus._providers import base
@@ -564,6 +564,11 @@ class ChimeProvider(base.BaseProvider):
         # and used from several (asyncio, trio, a SyncStatusClient's thread): one per loop.
         self._limiter: RunVar[_Limiters] = RunVar(f"msgstatus.chime.{id(self)}")
         self._pools: RunVar[Pool] = RunVar(f"msgstatus.chime.pool.{id(self)}")
+        # max_concurrency bounds the provider, but pools and limiters belong to one event loop:
+        # lookups from a second loop while the first has some in flight are refused.
+        self._loop_lock = threading.Lock()
+        self._busy_loop: EventLoopToken | None = None
+        self._busy_lookups = 0
         self._exchange: BotocoreExchange | None = None
         if unsupported_reason(self._client) is None:
             self._exchange = BotocoreExchange(self._client, "get_channel_message_status")
@@ -769,6 +774,28 @@ class ChimeProvider(base.BaseProvider):
         }
         if target.sub_channel_id is not None:
             params["SubChannelId"] = target.sub_channel_id
+        with self._in_one_loop(canonical):
+            return await self._attempt_in_loop(params, canonical)
+
+    @contextlib.contextmanager
+    def _in_one_loop(self, canonical: str) -> Iterator[None]:
+        token = current_token()
+        with self._loop_lock:
+            if self._busy_lookups and self._busy_loop != token:
+                raise RuntimeError(
+                    f"this ChimeProvider has lookups in flight in another event loop; its "
+                    f"max_concurrency ({self.max_concurrency}) bounds one loop's pool, so use "
+                    f"one provider per event loop [handle={canonical[:120]!r}]"
+                )
+            self._busy_loop = token
+            self._busy_lookups += 1
+        try:
+            yield
+        finally:
+            with self._loop_lock:
+                self._busy_lookups -= 1
+
+    async def _attempt_in_loop(self, params: dict[str, str], canonical: str) -> StatusResult:
         try:
             response = await self._call(params)
         except TimeoutError as exc:
