@@ -302,3 +302,23 @@ def test_decision_of_observations_in_any_order() -> None:
         assert ResendDecision.from_observations(order).action is ResendAction.SKIP
     with pytest.raises(ValueError, match="no observation"):
         ResendDecision.from_observations([])
+
+
+async def test_a_body_already_read_by_a_response_hook_is_still_checked(
+    sendblue_emulator: SendblueEmulator,
+) -> None:
+    # A caller's client may read responses in an event hook; the provider then takes the body
+    # from memory, and still holds it to the message it asked about.
+    import httpx
+
+    async def read(response: httpx.Response) -> None:
+        await response.aread()
+
+    handle = sendblue_emulator.add_message(status="DELIVERED")
+    async with httpx.AsyncClient(event_hooks={"response": [read]}) as http_client:
+        provider = sendblue_emulator.provider(retry=FAST, http_client=http_client)
+        async with StatusClient([provider]) as client:
+            decision = await client.resend_decision(f"sendblue:{handle}")
+            assert decision.action is ResendAction.SKIP
+            wrong = await client.resend_decision("sendblue:no-such-message")
+    assert wrong.error_type == "MessageNotFoundError"
