@@ -83,6 +83,9 @@ def bench(session: nox.Session) -> None:
     for a short smoke run."""
     session.install("-e", ".[bench]")
     session.run("python", "bench/run.py", *session.posargs)
+    # The send ledger: claims/s and observes/s with 8 processes per backend, send_once overhead.
+    session.install("-e", ".[test]")
+    session.run("python", "bench/ledger.py", *[a for a in session.posargs if a == "--quick"])
 
 
 @nox.session

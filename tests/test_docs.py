@@ -291,3 +291,12 @@ def test_documented_constructors_match_the_code(name: str) -> None:
         else:
             shown = repr(parameter.default).replace("'", '"')
             assert f"{parameter.name}={shown}" in documented, (name, parameter.name)
+
+
+def test_readme_opens_with_exactly_the_two_setup_commands() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    fence = lines.index("```sh")
+    block = lines[fence + 1 : lines.index("```", fence + 1)]
+    assert len(block) == 2
+    assert "msgstatus demo" in block[0]
+    assert "pytest" in block[1]

@@ -15,7 +15,7 @@ from msgstatus._ledger import (
 )
 from msgstatus._providers.base import MessageStatusProvider, TypedHandle
 from msgstatus._providers.chime import ChimeHandle, ChimeProvider
-from msgstatus._providers.sendblue import SendblueProvider
+from msgstatus._providers.sendblue import SendblueProvider, SendblueWebhook
 from msgstatus._retry import RetryPolicy, call_with_retry
 from msgstatus._status import MessageStatus, StatusResult
 from msgstatus._sync import SyncStatusClient
@@ -70,6 +70,7 @@ __all__ = [
     "SendNotAttempted",
     "SendOutcome",
     "SendblueProvider",
+    "SendblueWebhook",
     "StatusClient",
     "StatusResult",
     "StatusStream",

@@ -19,6 +19,7 @@ import anyio
 
 from msgstatus import (
     InvalidHandleError,
+    Ledger,
     MessageStatusProvider,
     MsgStatusError,
     ResendAction,
@@ -26,6 +27,7 @@ from msgstatus import (
     StatusClient,
     StatusResult,
     UnknownProviderError,
+    open_ledger,
 )
 
 __all__ = ["main"]
@@ -45,6 +47,11 @@ exit codes: 0 success; 1 a lookup failed (get, watch) or a message did not becom
 
 Try it without credentials: run 'msgstatus emulate' in one terminal and paste the export lines
 it prints into another.
+
+ledger (check --ledger, ledger show, reconcile, listen): --ledger URL, else $MSGSTATUS_LEDGER_URL,
+  else sqlite:///msgstatus-ledger.sqlite3 in the current directory; postgresql://... needs
+  msgstatus[postgres]. listen needs msgstatus[server] and reads its webhook secret from
+  MSGSTATUS_SENDBLUE_WEBHOOK_SECRET (or --secret).
 """
 
 #: What to set to register a provider, for the message about an unregistered one.
@@ -521,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--concurrency", type=_positive(int), default=32, help="lookups at once (default 32)"
     )
+    _add_ledger_option(check, optional=True)
 
     watch = sub.add_parser(
         "watch",
@@ -543,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the library against the built-in loopback emulators (no credentials)",
     )
     _add_emulate_parser(sub, common)
+    _add_ledger_commands(sub, common)
     return parser
 
 
@@ -580,13 +589,14 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         from msgstatus._demo import run_demo
 
         return await run_demo(out)
-
+    if args.command in _LEDGER_COMMANDS:
+        return await _run_ledger_command(args, out)
     source: TextIO | None = None
     total: int | None = None
     if args.command == "check":
         source, total = _open_handles(args.file)
     try:
-        async with StatusClient(providers_from_env(os.environ)) as client:
+        async with StatusClient(providers_from_env(os.environ), ledger=_ledger_of(args)) as client:
             if args.command == "get":
                 return await _get(client, args.handles, args.json, out)
             if args.command == "watch":
@@ -634,6 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("msgstatus").setLevel(logging.DEBUG)
     out = sys.stdout
+    if args.command == "listen":
+        return _listen(args, out)
     try:
         if args.command == "emulate":
             return _emulate(args, out)
@@ -653,3 +665,193 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         out.flush()
+
+
+# -- the send ledger and push: ledger show, reconcile, listen -----------------------------------
+
+#: The CLI's ledger when neither --ledger nor $MSGSTATUS_LEDGER_URL names one.
+DEFAULT_LEDGER_URL = "sqlite:///msgstatus-ledger.sqlite3"
+#: Where ``listen`` reads the Sendblue webhook secret from unless --secret is given.
+SECRET_ENV = "MSGSTATUS_SENDBLUE_WEBHOOK_SECRET"  # noqa: S105 - the variable's name
+_LEDGER_COMMANDS = frozenset({"ledger", "reconcile"})
+
+
+def _ledger_url(given: str | None) -> str:
+    from msgstatus._ledger import LEDGER_URL_ENV
+
+    return given or os.environ.get(LEDGER_URL_ENV) or DEFAULT_LEDGER_URL
+
+
+def _ledger_of(args: argparse.Namespace) -> Ledger | None:
+    """The ledger ``check --ledger`` records into, or None without the option."""
+    given = getattr(args, "ledger", None)
+    if given is None:
+        return None
+    return open_ledger(_ledger_url(given or None))
+
+
+def _add_ledger_option(parser: argparse.ArgumentParser, *, optional: bool) -> None:
+    if optional:
+        parser.add_argument(
+            "--ledger",
+            nargs="?",
+            const="",
+            default=None,
+            metavar="URL",
+            help="record every result in the send ledger (URL optional: $MSGSTATUS_LEDGER_URL "
+            f"or {DEFAULT_LEDGER_URL})",
+        )
+    else:
+        parser.add_argument(
+            "--ledger",
+            metavar="URL",
+            default=None,
+            help=f"the send ledger (default $MSGSTATUS_LEDGER_URL or {DEFAULT_LEDGER_URL})",
+        )
+
+
+def _add_ledger_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    ledger = sub.add_parser("ledger", parents=[common], help="read the send ledger")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)
+    show = ledger_sub.add_parser(
+        "show", parents=[common], help="what the ledger holds for a key, and its decision"
+    )
+    show.add_argument("key", metavar="KEY")
+    show.add_argument("--json", action="store_true", help="the entry as one JSON object")
+    _add_ledger_option(show, optional=False)
+
+    reconcile = sub.add_parser(
+        "reconcile",
+        parents=[common],
+        help="look up the ledger's in-flight attempts and record what they are now",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reconcile.add_argument(
+        "--limit", type=_positive(int), default=100, help="attempts to look up (default 100)"
+    )
+    _add_ledger_option(reconcile, optional=False)
+
+    listen = sub.add_parser(
+        "listen",
+        parents=[common],
+        help="receive Sendblue status callbacks and outbound webhooks into the ledger",
+        description="Serve the Sendblue webhook receiver (uvicorn; pip install "
+        "'msgstatus[server]') and record each status it receives in the ledger, one line per "
+        "result. Point status_callback (or an 'outbound' account webhook) at it. SIGTERM or "
+        "Ctrl-C stops it gracefully: requests in flight are finished first.",
+    )
+    _add_ledger_option(listen, optional=False)
+    listen.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    listen.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    listen.add_argument(
+        "--secret",
+        default=None,
+        help=f"the webhook secret Sendblue sends as sb-signing-secret (default ${SECRET_ENV}; "
+        "prefer the variable: arguments are visible to other users in the process list)",
+    )
+    listen.add_argument(
+        "--no-secret",
+        action="store_true",
+        help="accept webhooks without checking sb-signing-secret (only behind your own auth)",
+    )
+
+
+async def _run_ledger_command(args: argparse.Namespace, out: TextIO) -> int:
+    ledger = open_ledger(_ledger_url(args.ledger))
+    if args.command == "ledger":
+        try:
+            return await _ledger_show(ledger, args.key, as_json=args.json, out=out)
+        finally:
+            await ledger.aclose()
+    async with StatusClient(providers_from_env(os.environ), ledger=ledger) as client:
+        return await _reconcile(client, limit=args.limit, out=out)
+
+
+async def _ledger_show(ledger: Ledger, key: str, *, as_json: bool, out: TextIO) -> int:
+    entry = await ledger.entry(key)
+    if entry is None:
+        print(f"msgstatus: the ledger has nothing for {key!r}", file=sys.stderr)
+        return 1
+    if as_json:
+        out.write(entry.model_dump_json() + "\n")
+        return 0
+    decision = entry.decision
+    out.write(f"key       {entry.key}\n")
+    out.write(f"decision  {decision.action.value}: {decision.reason}\n")
+    rows: list[tuple[str, ...]] = [("ATTEMPT", "STATE", "STATUS", "FINAL", "HANDLE", "NOTE")]
+    for attempt in entry.attempts:
+        observation = attempt.observation
+        note = attempt.lookup_error or (observation.detail if observation else None) or ""
+        if attempt.state == "claimed":
+            lease = "expired" if attempt.expired else "until " + attempt.lease_until.isoformat()
+            note = f"lease {lease}" + (f"; {note}" if note else "")
+        rows.append(
+            (
+                str(attempt.attempt),
+                attempt.state,
+                observation.status.value if observation else "-",
+                ("yes" if observation.is_final else "no") if observation else "-",
+                _short(attempt.handle or "-"),
+                note,
+            )
+        )
+    _table(rows, out)
+    return 0
+
+
+async def _reconcile(client: StatusClient, *, limit: int, out: TextIO) -> int:
+    outcomes = await client.reconcile(limit=limit)
+    rows: list[tuple[str, ...]] = [_RESULT_HEADER]
+    failed = 0
+    for handle, outcome in outcomes:
+        if isinstance(outcome, MsgStatusError):
+            failed += 1
+            print(f"msgstatus: {_short(handle, 80)}: {_explain(outcome)}", file=sys.stderr)
+        else:
+            rows.append(_result_row(outcome))
+    if len(rows) > 1:
+        _table(rows, out)
+    print(f"{len(outcomes)} in flight looked up, {failed} failed", file=out)
+    return 0
+
+
+def _listen(args: argparse.Namespace, out: TextIO) -> int:
+    from msgstatus._serve import ListenApp, bind, serve
+
+    secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV) or None
+    if secret is None and not args.no_secret:
+        print(
+            f"msgstatus: listen needs the webhook secret: set {SECRET_ENV} (or --secret), or "
+            "pass --no-secret to accept unauthenticated webhooks",
+            file=sys.stderr,
+        )
+        return 2
+    if not 0 <= args.port <= 65535:
+        print("msgstatus: --port must be 0-65535", file=sys.stderr)
+        return 2
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print("msgstatus: listen needs uvicorn: pip install 'msgstatus[server]'", file=sys.stderr)
+        return 2
+    try:
+        ledger = open_ledger(_ledger_url(args.ledger))
+        app = ListenApp(ledger, secret=None if args.no_secret else secret, out=out)
+        sock = bind(args.host, args.port)
+    except (ValueError, OSError) as exc:
+        print(f"msgstatus: {exc}", file=sys.stderr)
+        return 2
+    # uvicorn handles SIGTERM (a graceful shutdown), then restores the handler it found and
+    # raises the signal again: this one makes that a normal exit (0) instead of death by signal.
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        with sock:
+            serve(app, sock, out=out)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0

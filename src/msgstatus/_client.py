@@ -251,6 +251,36 @@ class StatusClient:
             # The lookup itself succeeded; reconcile() observes the attempt again later.
             logger.warning("could not record %r in the ledger: %s", result.handle, exc)
 
+    # -- pushed observations ------------------------------------------------------------------
+
+    async def observe(self, result: StatusResult) -> StatusResult:
+        """Feed an observation the client did not poll for (a webhook, a websocket event, a send
+        response) into the cache and the ledger, where it meets the polled ones under the same
+        evidence rule: a status never moves backwards, a delivery is never unsaid, and a repeat
+        changes nothing. Returns the merged result (what the cache now holds when it is final).
+
+        A final pushed result is then served by :meth:`get_status` without a lookup. Raises
+        :class:`~msgstatus.UnknownProviderError` for a provider the client does not route,
+        ``TypeError`` for anything but a StatusResult, and the ledger's
+        :class:`~msgstatus.LedgerUnavailableError` as it is (unlike a lookup's write-through, so
+        that a webhook receiver answers 500 and the push is retried).
+        """
+        self._check_open()
+        if not isinstance(result, StatusResult):
+            raise TypeError(f"observe() takes a StatusResult, not {type(result).__name__}")
+        if result.provider not in self._providers:
+            known = ", ".join(sorted(self._providers)) or "none"
+            raise UnknownProviderError(
+                f"no provider named {result.provider!r} is registered (registered: {known})",
+                provider=result.provider,
+                handle=result.handle,
+            )
+        if self._ledger is not None:
+            await self._ledger.observe(result)
+        else:
+            await anyio.lowlevel.checkpoint()
+        return self._remember(result)
+
     def _canonical(self, handle: Handle) -> str:
         key, _ = self._route(handle)
         return key

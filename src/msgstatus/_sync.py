@@ -212,6 +212,11 @@ class SyncStatusClient:
             )
         )
 
+    def observe(self, result: StatusResult) -> StatusResult:
+        """Blocking :meth:`StatusClient.observe`: feed a pushed result into the cache and the
+        ledger."""
+        return self._get_portal().call(self._client.observe, result)
+
     # -- the send ledger ------------------------------------------------------------------------
 
     def send_once(

@@ -404,8 +404,9 @@ class BaseProvider:
             return str(handle)
         return handle
 
+    @classmethod
     def _result(
-        self,
+        cls,
         canonical: str,
         status: MessageStatus,
         *,
@@ -419,11 +420,11 @@ class BaseProvider:
         """The :class:`StatusResult` of one observation, final per ``final_statuses``."""
         try:
             return StatusResult(
-                provider=self.name,
+                provider=cls.name,
                 handle=canonical,
                 status=status,
                 provider_status=provider_status,
-                is_final=status in self.final_statuses,
+                is_final=status in cls.final_statuses,
                 detail=detail,
                 error_code=error_code,
                 not_before=not_before,
@@ -432,8 +433,8 @@ class BaseProvider:
             )
         except ValidationError as exc:
             raise ProviderResponseError(
-                f"{self.display_name}'s payload could not be stored as a result",
-                provider=self.name,
+                f"{cls.display_name}'s payload could not be stored as a result",
+                provider=cls.name,
                 handle=canonical,
             ) from exc
 
@@ -454,19 +455,13 @@ class BaseProvider:
             if part
         )
         message = f"{rule.meaning} ({where}){detail}" if where else f"{rule.meaning}{detail}"
-        if rule.error is RateLimitedError:
-            return RateLimitedError(
-                message,
-                provider=self.name,
-                handle=canonical,
-                retry_after=retry_after,
-                provider_code=provider_code,
-                http_status=http_status,
-            )
-        return rule.error(
+        error = rule.error(
             message,
             provider=self.name,
             handle=canonical,
             provider_code=provider_code,
             http_status=http_status,
         )
+        if isinstance(error, RateLimitedError):
+            error.retry_after = retry_after
+        return error

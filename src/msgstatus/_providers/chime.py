@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHIME_ERROR_CODES",
+    "CHIME_EVENT_TYPES",
     "CHIME_FINAL_STATUSES",
     "CHIME_STATUS_MAP",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -343,6 +345,19 @@ class ChimeHandle:
             return cls(channel, message_id, sub_channel_id, bearer)
         except errors.InvalidHandleError as exc:
             raise _invalid(exc.message, text) from exc
+
+
+def _message_handle(message: Mapping[str, Any], bearer: str | None) -> ChimeHandle:
+    """The handle of a ChannelMessage (an event's payload, a SendChannelMessage response): its
+    ``ChannelArn``, ``MessageId`` and ``SubChannelId``, asked about by ``bearer``. Raises
+    InvalidHandleError when they do not make a handle."""
+    sub_channel = message.get("SubChannelId")
+    return ChimeHandle(
+        message.get("ChannelArn"),  # type: ignore[arg-type]
+        message.get("MessageId"),  # type: ignore[arg-type]
+        sub_channel if sub_channel else None,
+        bearer,
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -707,14 +722,8 @@ class ChimeProvider(base.BaseProvider):
             )
         if bearer is not None:
             _check_arn(bearer, "bearer", ascii_only=True)
-        sub_channel = response.get("SubChannelId")
         try:
-            typed = ChimeHandle(
-                response.get("ChannelArn"),  # type: ignore[arg-type]
-                response.get("MessageId"),  # type: ignore[arg-type]
-                sub_channel if sub_channel else None,
-                bearer,
-            )
+            typed = _message_handle(response, bearer)
         except errors.InvalidHandleError as exc:
             raise errors.ProviderResponseError(
                 f"the SendChannelMessage response has no usable ChannelArn and MessageId "
@@ -723,6 +732,29 @@ class ChimeProvider(base.BaseProvider):
             ) from exc
         payload = {key: value for key, value in response.items() if key != "ResponseMetadata"}
         return self._normalize(payload, str(typed), status_required=False)
+
+    # -- push: messaging websocket and Kinesis streaming events ------------------------------
+
+    def result_from_event(
+        self, event: Mapping[str, Any] | str | bytes, /, *, bearer: str | None
+    ) -> StatusResult | None:
+        """Normalize a pushed Chime event: a messaging-websocket envelope
+        (``{"Headers": {"x-amz-chime-event-type": …}, "Payload": "<ChannelMessage JSON>"}``) or a
+        Kinesis streaming record (``{"EventType": …, "Payload": …}``), as a dict or its JSON text.
+
+        The ten ``*_CHANNEL_MESSAGE`` event types map per :data:`CHIME_EVENT_TYPES` (``CREATE`` /
+        ``UPDATE`` = SENT, ``PENDING_`` = PENDING, ``FAILED_`` = FAILED, ``DENIED_`` = DENIED);
+        ``REDACT`` / ``DELETE`` and every other event (memberships, channels, …) give None. The
+        handle is built from the payload's ``ChannelArn``, ``MessageId``, ``SubChannelId`` and
+        ``bearer`` (the sender whose websocket or processor saw the event), so it is the handle a
+        poll of that message uses. A DENIED event is the only way to learn a denial: Chime stores
+        no denied message, so a poll answers NotFound.
+
+        Raises :class:`~msgstatus.ProviderResponseError` for an event that is not such an
+        envelope, or a message event whose payload names no valid message;
+        InvalidHandleError for a bad ``bearer``.
+        """
+        return _event_result(self, event, bearer)
 
     async def _attempt(self, target: ChimeHandle, canonical: str) -> StatusResult:
         bearer = target.bearer if target.bearer is not None else self.bearer
@@ -834,3 +866,105 @@ class ChimeProvider(base.BaseProvider):
             http_status=status,
             retry_after=parse_retry_after(headers),
         )
+
+
+# -- push events -----------------------------------------------------------------------------
+
+#: Event types of the messaging websocket and of Kinesis streaming (``x-amz-chime-event-type`` /
+#: ``EventType``) and the status each says of its message; None: not a status (REDACT, DELETE).
+#: Mirrored in providers.md (a test compares the two). Any other event type gives None.
+CHIME_EVENT_TYPES: dict[str, MessageStatus | None] = {
+    "CREATE_CHANNEL_MESSAGE": MessageStatus.SENT,
+    "UPDATE_CHANNEL_MESSAGE": MessageStatus.SENT,
+    "PENDING_CREATE_CHANNEL_MESSAGE": MessageStatus.PENDING,
+    "PENDING_UPDATE_CHANNEL_MESSAGE": MessageStatus.PENDING,
+    "FAILED_CREATE_CHANNEL_MESSAGE": MessageStatus.FAILED,
+    "FAILED_UPDATE_CHANNEL_MESSAGE": MessageStatus.FAILED,
+    "DENIED_CREATE_CHANNEL_MESSAGE": MessageStatus.DENIED,
+    "DENIED_UPDATE_CHANNEL_MESSAGE": MessageStatus.DENIED,
+    "REDACT_CHANNEL_MESSAGE": None,
+    "DELETE_CHANNEL_MESSAGE": None,
+}
+
+_EVENT_TYPE_HEADER = "x-amz-chime-event-type"
+# An event body is a ChannelMessage (content up to 4 KB plus metadata): far below this.
+_MAX_EVENT_CHARS = 1024 * 1024
+_unknown_event_types: set[str] = set()
+
+
+def _bad_event(message: str) -> errors.ProviderResponseError:
+    return errors.ProviderResponseError(message, provider=PROVIDER)
+
+
+def _load_json(value: str | bytes, what: str) -> object:
+    if len(value) > _MAX_EVENT_CHARS:
+        raise _bad_event(f"the {what} is larger than {_MAX_EVENT_CHARS} characters")
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise _bad_event(f"the {what} is not JSON") from exc
+
+
+def _event_type(event: Mapping[str, Any]) -> object:
+    headers = event.get("Headers")
+    if headers is not None:
+        if not isinstance(headers, Mapping):
+            raise _bad_event("the event's Headers is not an object")
+        # Header names are case-insensitive on the wire.
+        for name, value in headers.items():
+            if isinstance(name, str) and name.lower() == _EVENT_TYPE_HEADER:
+                return value
+        return None
+    return event.get("EventType")
+
+
+def _event_result(
+    provider: ChimeProvider, event: Mapping[str, Any] | str | bytes, bearer: str | None
+) -> StatusResult | None:
+    if bearer is not None:
+        _check_arn(bearer, "bearer", ascii_only=True)
+    if isinstance(event, (str, bytes)):
+        event = _load_json(event, "event")  # type: ignore[assignment]
+    if not isinstance(event, Mapping):
+        raise _bad_event(f"a Chime event is an object, not {type(event).__name__}")
+    kind = _event_type(event)
+    if not isinstance(kind, str):
+        raise _bad_event("the event names no event type (x-amz-chime-event-type / EventType)")
+    if kind not in CHIME_EVENT_TYPES:
+        if kind.endswith("_CHANNEL_MESSAGE") and kind not in _unknown_event_types:
+            if len(_unknown_event_types) < 256:
+                _unknown_event_types.add(kind)
+            logger.warning(
+                "Chime sent a message event type this version does not know: %r", kind[:100]
+            )
+        return None
+    status = CHIME_EVENT_TYPES[kind]
+    if status is None:
+        return None
+    payload = event.get("Payload")
+    if isinstance(payload, (str, bytes)):
+        payload = _load_json(payload, "event's Payload")
+    if not isinstance(payload, Mapping):
+        raise _bad_event("the event's Payload is not a ChannelMessage object")
+    try:
+        typed = _message_handle(payload, bearer)
+    except errors.InvalidHandleError as exc:
+        raise _bad_event(
+            f"the event's ChannelMessage has no usable ChannelArn and MessageId ({exc.message})"
+        ) from exc
+    status_object = payload.get("Status")
+    detail = status_object.get("Detail") if isinstance(status_object, Mapping) else None
+    reason = None
+    headers = event.get("Headers")
+    if isinstance(headers, Mapping):
+        reason = headers.get("x-amz-chime-event-reason")
+    if not (isinstance(detail, str) and detail) and isinstance(reason, str) and reason:
+        detail = reason
+    raw: dict[str, Any] = {"EventType": kind, "Payload": dict(payload)}
+    return provider._result(
+        str(typed),
+        status,
+        provider_status=kind,
+        detail=detail[:_MAX_SERVICE_MESSAGE] if isinstance(detail, str) and detail else None,
+        raw=raw,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar, NoReturn
@@ -39,6 +39,7 @@ from msgstatus._providers.base import (
 )
 from msgstatus._retry import RetryPolicy, parse_retry_after
 from msgstatus._status import MessageStatus, StatusResult, StatusTable
+from msgstatus._webhooks import DEFAULT_MAX_BODY, DEFAULT_MAX_DEPTH, OnResult, PushReceiver
 from msgstatus.errors import (
     AuthenticationError,
     InvalidHandleError,
@@ -61,7 +62,9 @@ __all__ = [
     "SENDBLUE_HTTP_ERRORS",
     "SENDBLUE_STATUS_MAP",
     "SENDBLUE_TRANSPORT_ERRORS",
+    "SIGNING_SECRET_HEADER",
     "SendblueProvider",
+    "SendblueWebhook",
 ]
 
 logger = logging.getLogger("msgstatus.sendblue")
@@ -419,20 +422,7 @@ class SendblueProvider(BaseProvider):
         """The native Sendblue handle of ``"sendblue:<handle>"``, a bare handle or a typed
         handle of this provider. Raises :class:`~msgstatus.InvalidHandleError` otherwise."""
         native = native_handle(self._typed_handle_text(handle), PROVIDER)
-        if len(native) > MAX_NATIVE_HANDLE_LENGTH:
-            raise InvalidHandleError(
-                f"a Sendblue handle is at most {MAX_NATIVE_HANDLE_LENGTH} characters long, "
-                f"not {len(native)}",
-                provider=PROVIDER,
-                handle=native,
-            )
-        for char in native:
-            # Sendblue handles are UUID-like: white space or invisible formatting characters
-            # (zero-width, bidi overrides) inside one mean a copy-paste accident or a spoof.
-            if char.isspace() or not char.isprintable():
-                raise InvalidHandleError(
-                    f"a Sendblue handle cannot contain {char!r}", provider=PROVIDER, handle=native
-                )
+        _check_native(native)
         return native
 
     def _canonical(self, target: str) -> str:
@@ -535,58 +525,7 @@ class SendblueProvider(BaseProvider):
         return self._normalize(_scrub(payload, self.__secret), target)
 
     def _normalize(self, payload: dict[str, Any], native: str) -> StatusResult:
-        canonical = self._canonical(native)
-        try:
-            message = _MessageResponse.model_validate(payload)
-        except ValidationError as exc:
-            raise ProviderResponseError(
-                "Sendblue's payload has a 'status' that is not text",
-                provider=PROVIDER,
-                handle=canonical,
-            ) from exc
-        # A 2xx body is a status only if it is about this message: an error envelope
-        # ({"status": "ERROR", "message": "Message not found"}) names none, and a mixed-up
-        # response names another. Either would be read as FAILED, inviting a duplicate.
-        if message.message_handle is None:
-            raise ProviderResponseError(
-                "Sendblue's payload names no message (no message_handle): not a message status",
-                provider=PROVIDER,
-                handle=canonical,
-            )
-        if message.message_handle != native:
-            raise ProviderResponseError(
-                f"Sendblue's payload is about another message "
-                f"(message_handle {message.message_handle[:80]!r})",
-                provider=PROVIDER,
-                handle=canonical,
-            )
-        status = self._table.lookup(message.status)
-        detail = message.error_message
-        refusal = self._refusal(message, status)
-        not_before: datetime | None = None
-        if refusal is not None:
-            status = refusal.status
-            detail = detail or refusal.meaning
-            if refusal.window is not None:
-                refused_at = message.date_updated or datetime.now(timezone.utc)
-                not_before = refused_at + refusal.window
-        elif message.error_key is not None:
-            self._unknown_keys.lookup(message.error_key)
-            status = MessageStatus.UNKNOWN
-            detail = (
-                f"declined by a rule this version does not know (error_key "
-                f"{message.error_key[:80]!r})"
-            )
-        return self._result(
-            canonical,
-            status,
-            provider_status=message.status,
-            detail=detail,
-            error_code=message.error_code,
-            not_before=not_before,
-            updated_at=message.date_updated,
-            raw=payload,
-        )
+        return _normalize_payload(payload, native, self._table, self._unknown_keys, self._result)
 
     @staticmethod
     def _refusal(message: _MessageResponse, status: MessageStatus) -> Refusal | None:
@@ -595,3 +534,159 @@ class SendblueProvider(BaseProvider):
         if status is MessageStatus.FAILED and message.error_code is not None:
             return SENDBLUE_ERROR_CODES.get(message.error_code)
         return None
+
+    # -- push: status callbacks and outbound webhooks --------------------------------------
+
+    @classmethod
+    def result_from_webhook(cls, payload: Mapping[str, Any], /) -> StatusResult | None:
+        """Normalize the body of a ``status_callback`` POST or an ``outbound`` account webhook
+        exactly as a lookup of that message would be (same table, same handle string), without
+        credentials. The handle comes from ``message_handle``.
+
+        Raises :class:`~msgstatus.ProviderResponseError` for a body that is not an object, whose
+        ``message_handle`` is not a usable handle or whose ``status`` is not text; a body with no
+        ``message_handle`` and no ``status`` at all (another webhook type: typing indicators,
+        call logs, line events) gives None: there is no message status in it.
+        """
+        if not isinstance(payload, Mapping):
+            raise ProviderResponseError(
+                f"a Sendblue webhook body is a JSON object, not {type(payload).__name__}",
+                provider=PROVIDER,
+            )
+        body = dict(payload)
+        if "message_handle" not in body and "status" not in body:
+            return None
+        try:
+            native = native_handle(body.get("message_handle"), PROVIDER)
+            _check_native(native)
+        except InvalidHandleError as exc:
+            raise ProviderResponseError(
+                "the Sendblue webhook has no usable message_handle", provider=PROVIDER
+            ) from exc
+        return _normalize_payload(body, native, _PUSH_TABLE, _PUSH_UNKNOWN_KEYS, cls._result)
+
+
+def _check_native(native: str) -> None:
+    if len(native) > MAX_NATIVE_HANDLE_LENGTH:
+        raise InvalidHandleError(
+            f"a Sendblue handle is at most {MAX_NATIVE_HANDLE_LENGTH} characters long, "
+            f"not {len(native)}",
+            provider=PROVIDER,
+            handle=native,
+        )
+    for char in native:
+        # Sendblue handles are UUID-like: white space or invisible formatting characters
+        # (zero-width, bidi overrides) inside one mean a copy-paste accident or a spoof.
+        if char.isspace() or not char.isprintable():
+            raise InvalidHandleError(
+                f"a Sendblue handle cannot contain {char!r}", provider=PROVIDER, handle=native
+            )
+
+
+# The tables pushed payloads are read with (the same mapping as lookups; its own warn-once set).
+_PUSH_TABLE = StatusTable(PROVIDER, SENDBLUE_STATUS_MAP)
+_PUSH_UNKNOWN_KEYS = StatusTable(PROVIDER, {}, what="error_key")
+
+
+def _normalize_payload(
+    payload: dict[str, Any],
+    native: str,
+    table: StatusTable,
+    unknown_keys: StatusTable,
+    result: Callable[..., StatusResult],
+) -> StatusResult:
+    canonical = f"{PROVIDER}:{native}"
+    try:
+        message = _MessageResponse.model_validate(payload)
+    except ValidationError as exc:
+        raise ProviderResponseError(
+            "Sendblue's payload has a 'status' that is not text",
+            provider=PROVIDER,
+            handle=canonical,
+        ) from exc
+    # A 2xx body is a status only if it is about this message: an error envelope
+    # ({"status": "ERROR", "message": "Message not found"}) names none, and a mixed-up
+    # response names another. Either would be read as FAILED, inviting a duplicate.
+    if message.message_handle is None:
+        raise ProviderResponseError(
+            "Sendblue's payload names no message (no message_handle): not a message status",
+            provider=PROVIDER,
+            handle=canonical,
+        )
+    if message.message_handle != native:
+        raise ProviderResponseError(
+            f"Sendblue's payload is about another message "
+            f"(message_handle {message.message_handle[:80]!r})",
+            provider=PROVIDER,
+            handle=canonical,
+        )
+    status = table.lookup(message.status)
+    detail = message.error_message
+    refusal = SendblueProvider._refusal(message, status)
+    not_before: datetime | None = None
+    if refusal is not None:
+        status = refusal.status
+        detail = detail or refusal.meaning
+        if refusal.window is not None:
+            refused_at = message.date_updated or datetime.now(timezone.utc)
+            not_before = refused_at + refusal.window
+    elif message.error_key is not None:
+        unknown_keys.lookup(message.error_key)
+        status = MessageStatus.UNKNOWN
+        detail = (
+            f"declined by a rule this version does not know (error_key {message.error_key[:80]!r})"
+        )
+    return result(
+        canonical,
+        status,
+        provider_status=message.status,
+        detail=detail,
+        error_code=message.error_code,
+        not_before=not_before,
+        updated_at=message.date_updated,
+        raw=payload,
+    )
+
+
+class SendblueWebhook(PushReceiver):
+    """An ASGI application that receives Sendblue's ``status_callback`` POSTs and ``outbound``
+    account webhooks and hands each normalized :class:`~msgstatus.StatusResult` to
+    ``on_result`` (an async callable: ``ledger.observe``, ``client.observe``, a queue's put).
+
+    ``secret`` is compared in constant time with the ``sb-signing-secret`` header (401 with no
+    detail when it differs or is missing); pass ``secret=None`` to check none (Sendblue documents
+    the header for account webhooks; whether ``status_callback`` POSTs carry it is unverified).
+    Bodies over ``max_body`` bytes (64 KiB), nested deeper than ``max_depth``, not JSON, not
+    ``application/json``, with lone surrogates, or refused by
+    :meth:`SendblueProvider.result_from_webhook` get 400 (never 5xx, so garbage is not retried);
+    an unknown status value or a webhook that is no message status gets 200 and is not handed
+    over; 200 once ``on_result`` returned; 500 when it raised, so that Sendblue retries. Repeats
+    are harmless: the merge is idempotent. Mount it in Starlette/FastAPI with
+    ``app.mount("/sendblue", SendblueWebhook(...))`` or serve it with ``msgstatus listen``.
+
+    Raises ``ValueError`` for an empty secret or a bad limit, ``TypeError`` for an ``on_result``
+    that is not callable.
+    """
+
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        on_result: OnResult,
+        *,
+        secret: str | None,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
+        super().__init__(
+            on_result,
+            normalize=SendblueProvider.result_from_webhook,
+            secret=secret,
+            secret_header=SIGNING_SECRET_HEADER,
+            max_body=max_body,
+            max_depth=max_depth,
+        )
+
+
+#: The header Sendblue puts its webhook secret in (the secret itself, not an HMAC).
+SIGNING_SECRET_HEADER = "sb-signing-secret"  # noqa: S105 - a header's name

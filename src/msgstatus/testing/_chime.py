@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote, unquote, urlsplit
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     import botocore.config
     from mypy_boto3_chime_sdk_messaging import ChimeSDKMessagingClient
 
-__all__ = ["ERROR_STATUS", "ChimeEmulator", "ChimeState"]
+__all__ = ["ERROR_STATUS", "ChimeEmulator", "ChimeEventFeed", "ChimeState"]
 
 logger = logging.getLogger("msgstatus.testing.chime")
 
@@ -233,7 +234,57 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-class ChimeEmulator(LoopbackServer):
+class _ChimeFeeds:
+    """The event feeds' bookkeeping, kept apart from the API emulation: every stored message is
+    recorded (denied ones too, which the API forgets) so that a feed can replay its states."""
+
+    _state_lock: threading.Lock
+    clock: Callable[[], float]
+
+    def _feed_init(self) -> None:
+        self._feed_log: dict[tuple[str, str], _FeedRecord] = {}
+        self._feed_counter = 0
+        self._feeds_open = True
+
+    def _record_for_feeds(self, message: _Message) -> None:
+        with self._state_lock:
+            self._feed_counter += 1
+            key = (message.channel_arn, message.message_id)
+            self._feed_log.pop(key, None)
+            self._feed_log[key] = _FeedRecord(message, time.time(), self._feed_counter)
+
+    def _feed_generation(self) -> int:
+        with self._state_lock:
+            return self._feed_counter
+
+    def _feed_records(self, sender: str, since: int) -> list[tuple[tuple[str, str], _FeedRecord]]:
+        with self._state_lock:
+            return [
+                (key, record)
+                for key, record in self._feed_log.items()
+                if record.message.sender == sender and record.generation > since
+            ]
+
+    def event_feed(self, sender: str, *, interval: float = 0.01) -> ChimeEventFeed:
+        """A :class:`ChimeEventFeed` of the events ``sender``'s messaging websocket would get
+        from now on: the exact envelopes (``Headers`` + ``Payload`` JSON text) for
+        ``ChimeProvider.result_from_event``. Raises ``ValueError`` for an invalid sender ARN."""
+        try:
+            _check_arn(sender, "sender", ascii_only=True)
+        except InvalidHandleError as exc:
+            raise ValueError(exc.message) from exc
+        return ChimeEventFeed(self, sender, interval)
+
+    def start(self) -> None:
+        super().start()  # type: ignore[misc]
+        self._feeds_open = True
+
+    def stop(self) -> None:
+        self._feeds_open = False
+        super().stop()  # type: ignore[misc]
+
+
+class ChimeEmulator(_ChimeFeeds, LoopbackServer):
     """A real HTTP server on ``127.0.0.1`` (random port) that speaks Chime SDK Messaging's
     GetChannelMessageStatus and SendChannelMessage, for botocore at ``endpoint_url=base_url``.
 
@@ -278,6 +329,7 @@ class ChimeEmulator(LoopbackServer):
         self._wrong_shapes = 0
         self._errors: list[_QueuedError] = []
         self._session: boto3.session.Session | None = None
+        self._feed_init()
 
     # -- ARNs for tests ----------------------------------------------------------------------
 
@@ -790,9 +842,12 @@ class ChimeEmulator(LoopbackServer):
         steps, denied_at = checked
         # Through a lambda, so that assigning emulator.clock later still drives this lifecycle.
         lifecycle = Lifecycle(steps, lambda: self.clock())
-        return _Message(
+        message = _Message(
             channel_arn, message_id, sender, sub_channel_id, content, lifecycle, denied_at
         )
+        # Every message a sender's websocket hears of, kept or not (non-persistent, denied).
+        self._record_for_feeds(message)
+        return message
 
     def _keep(self, message: _Message) -> None:
         key = (message.channel_arn, message.message_id)
@@ -811,3 +866,107 @@ class ChimeEmulator(LoopbackServer):
                 del self._messages[(channel_arn, message_id)]
                 return None
             return message
+
+
+# -- push: a sender's event feed ------------------------------------------------------------------
+
+#: The websocket event type of a message's state right after it was created.
+_CREATE_EVENT_TYPES: dict[str, str] = {
+    "PENDING": "PENDING_CREATE_CHANNEL_MESSAGE",
+    "SENT": "CREATE_CHANNEL_MESSAGE",
+    "FAILED": "FAILED_CREATE_CHANNEL_MESSAGE",
+    "DENIED": "DENIED_CREATE_CHANNEL_MESSAGE",
+}
+
+
+def _timestamp(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _envelope(message: _Message, state: ChimeState, created: float) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "ChannelArn": message.channel_arn,
+        "MessageId": message.message_id,
+        "Content": message.content,
+        "Type": "STANDARD",
+        "CreatedTimestamp": _timestamp(created),
+        "LastUpdatedTimestamp": _timestamp(time.time()),
+        "Sender": {"Arn": message.sender, "Name": message.sender.rsplit("/", 1)[-1]},
+        "Persistence": "PERSISTENT",
+        "Status": _status_object(state),
+    }
+    if message.sub_channel_id is not None:
+        payload["SubChannelId"] = message.sub_channel_id
+    return {
+        "Headers": {
+            "x-amz-chime-event-type": _CREATE_EVENT_TYPES[state.value],
+            "x-amz-chime-message-type": "STANDARD",
+        },
+        "Payload": json.dumps(payload),
+    }
+
+
+@dataclass
+class _FeedRecord:
+    message: _Message
+    created: float
+    generation: int
+
+
+class ChimeEventFeed:
+    """The events a sender's messaging websocket would deliver about its own messages, from the
+    moment the feed was opened: one envelope per state a message reaches on the emulator's clock
+    (``PENDING_CREATE_CHANNEL_MESSAGE``, ``CREATE_CHANNEL_MESSAGE``, ``FAILED_…``,
+    ``DENIED_CREATE_CHANNEL_MESSAGE`` for a message the channel flow denied, which no lookup can
+    see). Iterate it with ``async for`` (it waits, polling every ``interval`` seconds, and ends
+    when the feed or the emulator is closed), or take what is there now with :meth:`pending`.
+    Values a websocket has no event for (``TELEPORTED``) are skipped.
+    """
+
+    def __init__(self, emulator: _ChimeFeeds, sender: str, interval: float) -> None:
+        self.sender = sender
+        self._emulator = emulator
+        self._interval = interval
+        self._seen: dict[tuple[str, str], tuple[int, int]] = {}
+        self._queue: list[dict[str, Any]] = []
+        self._since = emulator._feed_generation()
+        self.closed = False
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The envelopes that are due now and were not handed out yet, oldest first."""
+        self._collect()
+        ready, self._queue = self._queue, []
+        return ready
+
+    def _collect(self) -> None:
+        for key, record in self._emulator._feed_records(self.sender, self._since):
+            generation, emitted = self._seen.get(key, (record.generation, 0))
+            if generation != record.generation:
+                emitted = 0
+            lifecycle = record.message.lifecycle
+            elapsed = self._emulator.clock() - lifecycle.started_at
+            reached = [state for offset, state in lifecycle.steps if offset <= elapsed]
+            for state in reached[emitted:]:
+                if state.value in _CREATE_EVENT_TYPES:
+                    self._queue.append(_envelope(record.message, state, record.created))
+            self._seen[key] = (record.generation, max(emitted, len(reached)))
+
+    def __aiter__(self) -> ChimeEventFeed:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        import anyio
+
+        while True:
+            if not self._queue:
+                self._collect()
+            if self._queue:
+                return self._queue.pop(0)
+            if self.closed or not self._emulator._feeds_open:
+                raise StopAsyncIteration
+            await anyio.sleep(self._interval)
+
+    async def aclose(self) -> None:
+        """End the feed: an ``async for`` over it stops."""
+        self.closed = True

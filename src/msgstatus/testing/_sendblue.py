@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
+import anyio
+import anyio.abc
 import httpx
 
+from msgstatus._providers.base import is_loopback_host
 from msgstatus._providers.sendblue import DEFAULT_TIMEOUT, SendblueProvider
 from msgstatus._retry import RetryPolicy
 from msgstatus.testing._server import (
@@ -24,7 +27,7 @@ from msgstatus.testing._server import (
     http_date,
 )
 
-__all__ = ["DEFAULT_STEPS", "SendblueEmulator", "SendblueState"]
+__all__ = ["DEFAULT_STEPS", "CallbackAttempt", "SendblueEmulator", "SendblueState"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,177 @@ def _as_state(state: str | SendblueState) -> SendblueState:
     return state if isinstance(state, SendblueState) else SendblueState(state)
 
 
-class SendblueEmulator(LoopbackServer):
+# -- push: status callbacks -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallbackAttempt:
+    """One POST the emulator made to a ``status_callback`` URL: the message, the status it
+    reported, which try it was (1 = first), and the HTTP status answered (None with ``error``,
+    the exception's type name, when no answer came)."""
+
+    url: str
+    handle: str
+    status: str
+    attempt: int
+    http_status: int | None
+    error: str | None = None
+
+
+def _callback_body(status_payload: bytes) -> bytes:
+    # The status_callback body as Sendblue documents it (docs/outbound.md): camelCase
+    # accountEmail, date_sent, to_number, was_downgraded, plan; the lookup's other fields as is.
+    payload: dict[str, Any] = json.loads(status_payload)
+    body = {
+        "accountEmail": payload.get("account_email"),
+        "content": payload.get("content"),
+        "is_outbound": payload.get("is_outbound", True),
+        "media_url": payload.get("media_url"),
+        "status": payload.get("status"),
+        "error_code": payload.get("error_code"),
+        "error_key": payload.get("error_key"),
+        "error_message": payload.get("error_message"),
+        "message_handle": payload.get("message_handle"),
+        "date_sent": payload.get("date_created"),
+        "date_updated": payload.get("date_updated"),
+        "from_number": payload.get("from_number"),
+        "number": payload.get("number"),
+        "to_number": payload.get("number"),
+        "was_downgraded": False,
+        "plan": "blue",
+    }
+    return json.dumps(body).encode()
+
+
+class _SendblueCallbacks:
+    """``status_callback`` delivery, kept apart from the API emulation: each transition of a
+    message sent with a callback URL is POSTed (real HTTP, loopback only), with
+    ``sb-signing-secret`` when ``signing_secret`` is set, retried on a non-2xx answer or a
+    connection error up to ``callback_retries`` times (backoff ``callback_backoff`` seconds,
+    doubling, at most 2 s), in order per message. Deliveries stop with the emulator."""
+
+    _messages: dict[str, _Message]
+    _messages_lock: threading.Lock
+    _portal: Any
+    clock: Callable[[], float]
+
+    def _callbacks_init(self) -> None:
+        #: The secret sent as ``sb-signing-secret`` with each callback (None: no header).
+        self.signing_secret: str | None = None
+        #: Extra tries after a non-2xx answer or a connection error, per transition.
+        self.callback_retries = 3
+        #: Seconds before the first retry (doubling after each, at most 2 s).
+        self.callback_backoff = 0.05
+        #: Seconds one callback POST may take.
+        self.callback_timeout = 5.0
+        #: Every POST made to a status_callback URL, oldest first.
+        self.callback_log: list[CallbackAttempt] = []
+        self._callback_group: anyio.abc.TaskGroup | None = None
+        self._callback_client: httpx.AsyncClient | None = None
+        self._callback_urls: dict[str, str] = {}
+
+    def _refuse_callback(self, callback: object) -> Response | None:
+        if callback is None:
+            return None
+        if not isinstance(callback, str):
+            return Response.json(400, _error_body("status_callback must be a URL string"))
+        split = urlsplit(callback)
+        try:
+            host = split.hostname
+        except ValueError:
+            host = None
+        if split.scheme not in ("http", "https") or not host or not is_loopback_host(host):
+            # The emulator calls only this machine, whatever URL a test gives it.
+            return Response.json(
+                400,
+                _error_body(
+                    "the emulator calls back only http(s) URLs on 127.0.0.1, localhost or ::1"
+                ),
+            )
+        return None
+
+    def start(self) -> None:
+        super().start()  # type: ignore[misc]
+        self._portal.start_task(self._callback_worker)
+
+    def stop(self) -> None:
+        group = self._callback_group
+        if group is not None and self._portal is not None:
+            self._portal.call(group.cancel_scope.cancel)
+        self._callback_group = None
+        super().stop()  # type: ignore[misc]
+
+    async def _callback_worker(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        timeout = httpx.Timeout(self.callback_timeout)
+        async with (
+            httpx.AsyncClient(timeout=timeout, trust_env=False, follow_redirects=False) as client,
+            anyio.create_task_group() as group,
+        ):
+            self._callback_client = client
+            self._callback_group = group
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def _watch_callbacks(self, handle: str, message: _Message, url: str) -> None:
+        self._callback_urls[handle] = url
+        group = self._callback_group
+        if group is not None:
+            group.start_soon(self._push_lifecycle, handle, message, url)
+
+    def _restart_callbacks(self, handle: str, message: _Message) -> None:
+        # A stored message whose handle has a callback URL got a new lifecycle (set_status):
+        # push its states too.
+        url = self._callback_urls.get(handle)
+        if url is None or self._portal is None:
+            return
+        try:
+            self._portal.call(self._watch_callbacks, handle, message, url)
+        except RuntimeError:  # already in the emulator's event loop thread
+            self._watch_callbacks(handle, message, url)
+
+    async def _push_lifecycle(self, handle: str, message: _Message, url: str) -> None:
+        # Each transition once, in order; ends after the last step (a later set_status starts a
+        # new watcher) or when set_status replaced this lifecycle.
+        emitted = 0
+        steps = message.lifecycle.steps
+        while emitted < len(steps):
+            with self._messages_lock:
+                if self._messages.get(handle) is not message:
+                    return
+            elapsed = self.clock() - message.lifecycle.started_at
+            reached = sum(1 for offset, _ in steps if offset <= elapsed)
+            for _, payload in steps[emitted:reached]:
+                await self._post_callback(url, handle, payload)
+            emitted = max(emitted, reached)
+            if emitted < len(steps):
+                await anyio.sleep(0.01)
+
+    async def _post_callback(self, url: str, handle: str, payload: bytes) -> None:
+        client = self._callback_client
+        assert client is not None
+        body = _callback_body(payload)
+        status = str(json.loads(body)["status"])
+        headers = {"content-type": "application/json"}
+        if self.signing_secret is not None:
+            headers["sb-signing-secret"] = self.signing_secret
+        for attempt in range(1, self.callback_retries + 2):
+            http_status: int | None = None
+            error: str | None = None
+            try:
+                response = await client.post(url, content=body, headers=headers)
+                http_status = response.status_code
+            except httpx.HTTPError as exc:
+                error = type(exc).__name__
+            self.callback_log.append(
+                CallbackAttempt(url, handle, status, attempt, http_status, error)
+            )
+            if http_status is not None and 200 <= http_status < 300:
+                return
+            if attempt <= self.callback_retries:
+                await anyio.sleep(min(self.callback_backoff * 2 ** (attempt - 1), 2.0))
+
+
+class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
     """A real HTTP server on ``127.0.0.1`` (random port) that speaks Sendblue's status API.
 
     ``GET /api/status?handle=…`` answers the messages you add (404 for others, 400 without a
@@ -140,6 +313,7 @@ class SendblueEmulator(LoopbackServer):
         #: Seats a send may name in ``seat_id`` (seat id -> the email Sendblue fills in as
         #: ``sender_email``); a send naming another seat is refused with 400, as Sendblue does.
         self.seats: dict[str, str] = {"seat-emulator": "rep@example.com"}
+        self._callbacks_init()
 
     # -- what tests call ---------------------------------------------------------------------
 
@@ -340,6 +514,10 @@ class SendblueEmulator(LoopbackServer):
                 return Response.json(400, _error_body(f"seat {seat_id!r} not found"))
             fields["sender_email"] = sender_email
         fields["number"] = number
+        callback = body.get("status_callback")
+        callback_refused = self._refuse_callback(callback)
+        if callback_refused is not None:
+            return callback_refused
         refusal = self._take_refusal(number)
         if refusal is not None:
             return self._refused_send(fields, refusal)
@@ -347,6 +525,8 @@ class SendblueEmulator(LoopbackServer):
             steps = self._scripts.get(number, self.default_send_steps)
         handle = str(uuid.uuid4())
         message = self._store(handle, steps, fields)
+        if callback is not None:
+            self._watch_callbacks(handle, message, callback)
         return Response.json(200, message.lifecycle.steps[0][1])
 
     def _refused_send(self, fields: dict[str, Any], refusal: _Refusal) -> Response:
@@ -410,6 +590,7 @@ class SendblueEmulator(LoopbackServer):
         message = _Message(dict(fields), created, Lifecycle(rendered, lambda: self.clock()))
         with self._messages_lock:
             self._messages[handle] = message
+        self._restart_callbacks(handle, message)
         return message
 
     def _payload_fields(
