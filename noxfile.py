@@ -42,8 +42,9 @@ def coverage(session: nox.Session) -> None:
     """True coverage of the whole suite: coverage starts before pytest loads the msgstatus plugin,
     the CLI subprocesses are measured, branches count. Fails under the floor in pyproject.toml
     ([tool.coverage.report] fail_under) for the library, lines and branches together and branches
-    alone; ``msgstatus.testing`` is reported beside it without a floor."""
-    session.install("-e", ".[test]")
+    alone; ``msgstatus.testing`` is reported beside it without a floor. Installs ``.[dev]``:
+    tests/test_typing.py needs mypy (and the boto3 stubs) and is skipped without it."""
+    session.install("-e", ".[dev]")
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
     session.run("coverage", "combine", "-q")

@@ -28,6 +28,8 @@ def emulator() -> Iterator[SendblueEmulator]:
 @pytest.fixture
 def env(emulator: SendblueEmulator) -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "VIRTUAL_ENV")
+    # Coverage measures the subprocesses too (`nox -s coverage`).
+    keep += ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
     values = {name: os.environ[name] for name in keep if name in os.environ}
     values.update(
         PYTHONPATH=str(SRC),

@@ -349,11 +349,11 @@ class StatusResult(BaseModel):
     def _with_conflict(self, failure: StatusResult) -> StatusResult:
         if self.detail is not None and self.detail.startswith(CONFLICT_PREFIX):
             return self
-        when = "later" if failure.checked_at > self.checked_at else "earlier"
+        when = "a later" if failure.checked_at > self.checked_at else "an earlier"
         raw = f" ({failure.provider_status})" if failure.provider_status else ""
         note = (
             f"{CONFLICT_PREFIX}{self.status.value.lower()} as of {self.checked_at.isoformat()}, "
-            f"but an {when} observation reported {failure.status.value}{raw} as of "
+            f"but {when} observation reported {failure.status.value}{raw} as of "
             f"{failure.checked_at.isoformat()}; the delivery stands"
         )
         if self.detail:

@@ -60,7 +60,8 @@ class SyncStatusClient:
     ``backend`` ``"asyncio"`` or ``"trio"``), started on ``with`` or on first use and stopped by
     :meth:`close`, which also closes the providers. Safe to call from several threads at once. Do
     not call it from inside an event loop: use :class:`StatusClient` there. Raises as
-    :class:`StatusClient` does; ``RuntimeError`` once closed.
+    :class:`StatusClient` does; ``RuntimeError`` once closed; ``ValueError`` for another
+    ``backend``.
     """
 
     def __init__(
@@ -73,6 +74,9 @@ class SyncStatusClient:
         cache_size: int = DEFAULT_CACHE_SIZE,
         ledger: Ledger | None = None,
     ) -> None:
+        if backend not in ("asyncio", "trio"):
+            # Refused now: the loop would fail only at first use, and close() with it.
+            raise ValueError(f"backend must be 'asyncio' or 'trio', not {backend!r}")
         self._client = StatusClient(
             providers, cache_final=cache_final, cache_size=cache_size, ledger=ledger
         )

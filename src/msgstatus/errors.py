@@ -220,8 +220,8 @@ class InvalidKeyError(MsgStatusError, ValueError):
 
 class LedgerUnavailableError(MsgStatusError):
     """The ledger's database is down, or locked past its timeout. Retryable: no claim was
-    granted by the call that raised it. (A schema newer than this version knows raises it too,
-    with ``retryable`` False.)"""
+    granted by the call that raised it. (A schema newer than this version knows, or a file that
+    is not a usable SQLite database, raises it too, with ``retryable`` False.)"""
 
     retryable = True
 

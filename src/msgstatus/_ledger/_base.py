@@ -723,7 +723,7 @@ class _SQLLedger:
     def _sent_rows(self, claim: SendClaim, handle: str, result: StatusResult | None) -> None:
         with self._transaction() as tx:
             row = self._fenced(tx, claim)
-            merged = merge_observation(row.result(), result) if result is not None else None
+            stored = row.result()
             if row.handle is not None and row.handle != handle:
                 logger.warning(
                     "attempt %d of %r was recorded as %r and is now sent as %r",
@@ -732,8 +732,11 @@ class _SQLLedger:
                     row.handle,
                     handle,
                 )
-                merged = result
-            observation = merged.model_dump_json() if merged is not None else row.observation
+                # The stored observation is about the other message: it neither merges with
+                # this one's result nor stays under this handle.
+                stored = None
+            merged = merge_observation(stored, result) if result is not None else stored
+            observation = merged.model_dump_json() if merged is not None else None
             final = int(merged.is_final) if merged is not None else 0
             tx.execute(
                 "UPDATE msgstatus_attempts SET state = 'sent', handle = ?, observation = ?, "

@@ -20,6 +20,7 @@ from msgstatus._ledger._base import (
     Ledger,
     SendClaim,
     SendNotAttempted,
+    _check_lease,
     check_handle,
     check_key,
 )
@@ -121,12 +122,14 @@ async def send_once(
     back first. ``check`` validates the handle the send returned (the client's routing).
     """
     check_key(key)
+    # Checked before the claim: a claim granted and then refused would stay held.
+    margin = _margin(_check_lease(lease), margin)
     claim = await ledger.claim(
         key, lease=lease, max_attempts=max_attempts, reclaim_expired=reclaim_expired
     )
     if isinstance(claim, ResendDecision):
         return SendOutcome(key=key, sent=False, decision=claim)
-    budget = claim.remaining() - _margin(lease, margin)
+    budget = claim.remaining() - margin
     try:
         if budget <= 0:
             raise SendNotAttempted("the lease was over before the send could start")

@@ -43,6 +43,15 @@ def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
             time.sleep(0.01)
 
 
+def _unavailable(path: Path, what: str, exc: sqlite3.DatabaseError) -> LedgerUnavailableError:
+    """The error for a database error: retryable when it is operational (locked, busy, I/O),
+    not when the file itself is wrong (not a database, corrupt, a constraint or permission)."""
+    error = LedgerUnavailableError(f"the SQLite ledger {str(path)!r} {what}: {exc}")
+    if not isinstance(exc, sqlite3.OperationalError):
+        error.retryable = False
+    return error
+
+
 class SQLiteLedger(_SQLLedger):
     """The send ledger in a SQLite file at ``path``: the embedded default.
 
@@ -91,10 +100,8 @@ class SQLiteLedger(_SQLLedger):
                 connection = self._connect()
                 cursor = connection.cursor()
                 cursor.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise LedgerUnavailableError(
-                    f"the SQLite ledger {str(self.path)!r} is unavailable: {exc}"
-                ) from exc
+            except sqlite3.DatabaseError as exc:
+                raise _unavailable(self.path, "is unavailable", exc) from exc
             try:
                 tx = _Tx(cursor, "?", for_update=False)
                 tx.now = float(cursor.execute(_NOW).fetchone()[0])
@@ -102,20 +109,16 @@ class SQLiteLedger(_SQLLedger):
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     cursor.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise LedgerUnavailableError(
-                        f"the SQLite ledger {str(self.path)!r} is unavailable: {exc}"
-                    ) from exc
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise _unavailable(self.path, "is unavailable", exc) from exc
                 raise
             else:
                 try:
                     cursor.execute("COMMIT")
-                except sqlite3.OperationalError as exc:
+                except sqlite3.DatabaseError as exc:
                     with contextlib.suppress(sqlite3.Error):
                         cursor.execute("ROLLBACK")
-                    raise LedgerUnavailableError(
-                        f"the SQLite ledger {str(self.path)!r} could not commit: {exc}"
-                    ) from exc
+                    raise _unavailable(self.path, "could not commit", exc) from exc
             finally:
                 cursor.close()
 
