@@ -228,11 +228,6 @@ async def test_a_tls_handshake_that_never_ends_is_botocores_connect_timeout() ->
         silent.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (reported): a session token h11 refuses (a trailing newline) is quoted in the "
-    "PoolError chained under the provider's error",
-)
 @pytest.mark.anyio
 async def test_a_refused_session_token_is_not_in_the_error_chain(server: RawServer) -> None:
     session = _session(aws_session_token="token-SECRET\n")

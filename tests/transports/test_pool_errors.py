@@ -163,11 +163,6 @@ async def test_a_request_h11_cannot_frame_is_refused_before_sending() -> None:
     assert seen.requests == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (reported): _pool.Connection.request puts h11's LocalProtocolError text, which "
-    "quotes the offending header value, into PoolError (e.g. a session token with a newline)",
-)
 async def test_a_refused_header_value_is_not_quoted_in_the_error() -> None:
     async with serving(keep_alive) as (origin, _seen):
         pool = Pool(1, connect_timeout=5.0)

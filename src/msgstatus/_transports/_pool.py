@@ -162,13 +162,22 @@ class Connection:
         after any exception the connection must be closed."""
         conn = self._h11
         self._got_bytes = False
+        refused = False
         try:
             data = conn.send(h11.Request(method=method, target=target, headers=headers))
             if body:
                 data += conn.send(h11.Data(data=body))
             data += conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            raise PoolError(f"the request cannot be sent as HTTP/1.1 ({exc})") from None
+        except h11.LocalProtocolError:
+            refused = True
+        if refused:
+            # h11's message quotes the offending value, which may be a credential (a session
+            # token with a newline): say what failed, never the value, and raise outside the
+            # except block so that h11's error is not even the __context__.
+            raise PoolError(
+                "the request cannot be sent as HTTP/1.1: a header name or value, or the request "
+                "line, has characters HTTP does not allow (the value is not shown)"
+            )
         try:
             if write_timeout is None:
                 await self.stream.send(data)
