@@ -349,3 +349,33 @@ async def test_a_tls_handshake_that_never_ends_is_a_connect_timeout() -> None:
         assert pool.open_connections == 0
         await bounded(lambda: seen.client_closed == 1, "the half-open connection closed")
         await pool.aclose()
+
+
+async def test_keep_alive_works_for_descriptors_past_1024() -> None:
+    # select() cannot watch a descriptor >= 1024: an idle connection then looked dropped, and a
+    # busy process never reused one.
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
+    try:
+        async with serving(keep_alive) as (origin, seen):
+            pool = Pool(1, connect_timeout=5.0)
+            for _ in range(2):
+                async with pool.slot:
+                    conn = await pool.connection(origin)
+                    sock = conn.stream.extra(SocketAttribute.raw_socket)
+                    assert sock.fileno() >= 1024
+                    await conn.request(*GET, read_timeout=5.0, max_body=100)
+                    await pool.release(conn)
+            await pool.aclose()
+        assert seen.connections == 1
+        assert len(seen.requests) == 2
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

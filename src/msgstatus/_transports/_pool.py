@@ -112,6 +112,12 @@ class Connection:
         if sock is None or sock.fileno() < 0:
             return True
         try:
+            if hasattr(select, "poll"):
+                # poll, not select: select fails for descriptors >= 1024, and a busy process
+                # would then treat every idle connection as dropped.
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                return bool(poller.poll(0))
             readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
             return True
