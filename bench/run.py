@@ -59,7 +59,11 @@ def serve(provider: str, latency_ms: float, *, skip_sigv4: bool = False) -> None
     if provider == "sendblue":
         sendblue = SendblueEmulator(API_KEY, API_SECRET, latency=latency)
         with sendblue:
-            handles = [sendblue.add_message(f"bench-{i:05d}") for i in range(MESSAGES)]
+            # Bare message_handles: the SDK contenders send them as they are.
+            handles = [
+                sendblue.add_message(f"bench-{i:05d}").removeprefix("sendblue:")
+                for i in range(MESSAGES)
+            ]
             print(json.dumps({"url": sendblue.base_url, "handles": handles}), flush=True)
             sys.stdin.read()
         return

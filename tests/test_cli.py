@@ -90,11 +90,11 @@ def _chime_handle(setup: Setup, status: str = "SENT", **kw: object) -> str:
 def test_get_prints_a_table_for_both_providers(setup: Setup) -> None:
     sendblue = setup.sendblue.add_message(status="DELIVERED")
     chime = _chime_handle(setup, "SENT")
-    done = setup.run("get", f"sendblue:{sendblue}", chime)
+    done = setup.run("get", sendblue, chime)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["PROVIDER", "HANDLE", "STATUS", "RAW", "FINAL", "DETAIL"]
-    assert lines[1].split()[:2] == ["sendblue", f"sendblue:{sendblue}"]
+    assert lines[1].split()[:2] == ["sendblue", sendblue]
     assert lines[1].split()[2:5] == ["DELIVERED", "DELIVERED", "yes"]
     assert lines[2].split()[0] == "chime"
     assert lines[2].split()[2:5] == ["SENT", "SENT", "yes"]
@@ -106,10 +106,10 @@ def test_get_json_gives_one_row_per_input_handle_in_input_order(setup: Setup) ->
         status=SendblueState("ERROR", 4001, None, "carrier said no")
     )
     pending = _chime_handle(setup, "PENDING")
-    done = setup.run("get", "--json", f"sendblue:{failed}", "sendblue:no-such", pending)
+    done = setup.run("get", "--json", failed, "sendblue:no-such", pending)
     assert done.returncode == 1, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [row["handle"] for row in rows] == [f"sendblue:{failed}", "sendblue:no-such", pending]
+    assert [row["handle"] for row in rows] == [failed, "sendblue:no-such", pending]
     for row in rows:
         assert set(row) == {"handle", "result", "error_type", "error"}
     results = [StatusResult.model_validate(rows[i]["result"]) for i in (0, 2)]
@@ -127,7 +127,7 @@ def test_get_json_gives_one_row_per_input_handle_in_input_order(setup: Setup) ->
 
 def test_get_failure_is_one_line_on_stderr_and_a_non_zero_exit(setup: Setup) -> None:
     found = setup.sendblue.add_message(status="SENT")
-    done = setup.run("get", f"sendblue:{found}", "sendblue:no-such-message")
+    done = setup.run("get", found, "sendblue:no-such-message")
     assert done.returncode == 1
     assert "SENT" in done.stdout
     errors = done.stderr.splitlines()
@@ -139,7 +139,7 @@ def test_get_failure_is_one_line_on_stderr_and_a_non_zero_exit(setup: Setup) -> 
 
 def test_a_malformed_handle_is_bad_input(setup: Setup) -> None:
     found = setup.sendblue.add_message(status="SENT")
-    done = setup.run("get", f"sendblue:{found}", "sendblue:no-such-message", "sendblue:bad\thandle")
+    done = setup.run("get", found, "sendblue:no-such-message", "sendblue:bad\thandle")
     assert done.returncode == 2
     assert "SENT" in done.stdout
     errors = done.stderr.splitlines()
@@ -166,9 +166,9 @@ def test_unconfigured_provider_says_which_variables_to_set(setup: Setup) -> None
 def test_check_a_500_line_file_gives_a_decision_per_handle(setup: Setup, tmp_path: Path) -> None:
     expected: dict[str, str] = {}
     for i in range(100):
-        expected[f"sendblue:{setup.sendblue.add_message(status='DELIVERED')}"] = "SKIP"
-        expected[f"sendblue:{setup.sendblue.add_message(status='QUEUED')}"] = "WAIT"
-        expected[f"sendblue:{setup.sendblue.add_message(status='ERROR')}"] = "RESEND"
+        expected[setup.sendblue.add_message(status="DELIVERED")] = "SKIP"
+        expected[setup.sendblue.add_message(status="QUEUED")] = "WAIT"
+        expected[setup.sendblue.add_message(status="ERROR")] = "RESEND"
         expected[_chime_handle(setup, "DENIED")] = "BLOCKED"
         expected[f"sendblue:missing-{i}"] = "UNKNOWN"
     path = tmp_path / "handles.txt"
@@ -197,11 +197,11 @@ def test_check_a_500_line_file_gives_a_decision_per_handle(setup: Setup, tmp_pat
 def test_check_reads_csv_from_stdin_as_a_table(setup: Setup) -> None:
     delivered = setup.sendblue.add_message(status="DELIVERED")
     sent = setup.sendblue.add_message(status="SENT")
-    csv_text = f"id,handle,note\n1,sendblue:{delivered},a\n2,sendblue:{sent},b\n"
+    csv_text = f"id,handle,note\n1,{delivered},a\n2,{sent},b\n"
     done = setup.run("check", "-", stdin=csv_text)
     assert done.returncode == 0, done.stderr
     rows = {line.split()[2]: line.split()[0] for line in done.stdout.splitlines()[1:3]}
-    assert rows == {f"sendblue:{delivered}": "SKIP", f"sendblue:{sent}": "WAIT"}
+    assert rows == {delivered: "SKIP", sent: "WAIT"}
     # stdout is a pipe here: the summary goes to stderr, the table stays clean.
     assert len(done.stdout.splitlines()) == 3
     assert "2 handles: SKIP 1, WAIT 1, RESEND 0, BLOCKED 0, UNKNOWN 0" in done.stderr
@@ -262,7 +262,7 @@ def test_watch_prints_each_change_until_final(setup: Setup) -> None:
             "0.1",
             "--timeout",
             "60",
-            f"sendblue:{handle}",
+            handle,
         ],
         env=setup.env,
         stdout=subprocess.PIPE,
@@ -292,7 +292,7 @@ def test_watch_exit_code_says_a_message_did_not_become_final(setup: Setup) -> No
     stuck = setup.sendblue.add_message(status="QUEUED")
     # The timeout starts once the command is up; 3 s leave room for a loaded machine and slow
     # emulators to answer the first lookup.
-    done = setup.run("watch", "--interval", "0.1", "--timeout", "3", f"sendblue:{stuck}")
+    done = setup.run("watch", "--interval", "0.1", "--timeout", "3", stuck)
     assert done.returncode == 1
     assert "not final after 3 s" in done.stderr
     assert "PENDING" in done.stdout
@@ -363,7 +363,7 @@ def test_shortened_handles_keep_their_distinguishing_end() -> None:
 
 def test_debug_is_accepted_after_the_subcommand(setup: Setup) -> None:
     found = setup.sendblue.add_message(status="SENT")
-    done = setup.run("get", "--debug", f"sendblue:{found}")
+    done = setup.run("get", "--debug", found)
     assert done.returncode == 0, done.stderr
     assert "msgstatus.sendblue DEBUG" in done.stderr
 
@@ -431,7 +431,7 @@ def test_check_with_a_malformed_handle_exits_2_after_every_decision(
 ) -> None:
     good = setup.sendblue.add_message(status="DELIVERED")
     path = tmp_path / "handles.txt"
-    path.write_text(f"sendblue:{good}\nno-prefix-here\n", encoding="utf-8")
+    path.write_text(f"{good}\nno-prefix-here\n", encoding="utf-8")
     done = setup.run("check", "--json", str(path))
     assert done.returncode == 2
     rows = [json.loads(line) for line in done.stdout.splitlines()]

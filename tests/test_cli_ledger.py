@@ -72,12 +72,12 @@ def test_show_then_reconcile_then_show(
     path = tmp_path / "ledger.sqlite3"
     url = f"sqlite:///{path}"
     handle = emulator.add_message(status="DELIVERED")
-    record_send(path, "order-7", f"sendblue:{handle}")
+    record_send(path, "order-7", handle)
 
     before = run(env, tmp_path, "ledger", "show", "order-7", "--ledger", url)
     assert before.returncode == 0, before.stderr
     assert "decision  WAIT" in before.stdout
-    assert f"sendblue:{handle}"[:40] in before.stdout
+    assert handle[:40] in before.stdout
 
     reconciled = run(env, tmp_path, "reconcile", "--ledger", url, "--limit", "10")
     assert reconciled.returncode == 0, reconciled.stderr
@@ -110,9 +110,9 @@ def test_check_with_ledger_records_what_it_sees_in_the_default_ledger(
 ) -> None:
     handle = emulator.add_message(status="DELIVERED")
     default = tmp_path / "msgstatus-ledger.sqlite3"
-    record_send(default, "welcome", f"sendblue:{handle}")
+    record_send(default, "welcome", handle)
     handles = tmp_path / "handles.txt"
-    handles.write_text(f"sendblue:{handle}\n")
+    handles.write_text(f"{handle}\n")
     done = run(env, tmp_path, "check", str(handles), "--ledger")
     assert done.returncode == 0, done.stderr
     assert "SKIP" in done.stdout
@@ -125,7 +125,7 @@ def test_check_without_ledger_writes_none(
     emulator: SendblueEmulator, env: dict[str, str], tmp_path: Path
 ) -> None:
     handles = tmp_path / "handles.txt"
-    handles.write_text(f"sendblue:{emulator.add_message(status='SENT')}\n")
+    handles.write_text(f"{emulator.add_message(status='SENT')}\n")
     done = run(env, tmp_path, "check", str(handles))
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "msgstatus-ledger.sqlite3").exists()

@@ -108,7 +108,7 @@ async def test_routing_across_both_real_providers(
     sb = sendblue.add_message(status="DELIVERED")
     typed = chime_message(chime, status="SENT")
     async with StatusClient([sendblue_provider(sendblue), chime_provider]) as client:
-        by_sendblue = await client.get_status(f"sendblue:{sb}")
+        by_sendblue = await client.get_status(sb)
         by_typed = await client.get_status(typed)
         chime.reset()  # a fresh lookup by text would now fail: it must come from the cache
         by_text = await client.get_status(str(typed))
@@ -122,12 +122,12 @@ async def test_routing_across_both_real_providers(
 async def test_routing_to_the_real_sendblue_provider(sendblue: SendblueEmulator) -> None:
     handle = sendblue.add_message(status="DELIVERED")
     async with StatusClient([sendblue_provider(sendblue)]) as client:
-        result = await client.get_status(f"sendblue:{handle}")
+        result = await client.get_status(handle)
         with pytest.raises(UnknownProviderError):
             await client.get_status(f"nope:{handle}")
         with pytest.raises(MessageNotFoundError):
             await client.get_status(f"sendblue:{uuid.uuid4()}")
-    assert (result.provider, result.handle) == ("sendblue", f"sendblue:{handle}")
+    assert (result.provider, result.handle) == ("sendblue", handle)
     assert (result.status, result.provider_status, result.is_final) == (
         S.DELIVERED,
         "DELIVERED",
@@ -145,7 +145,7 @@ async def test_batch_of_1000_mixed_handles_across_both_emulators(
     for i in range(1000):
         kind = i % 8
         if kind == 0:
-            kinds.append((f"sendblue:{sendblue_found[i // 8]}", StatusResult))
+            kinds.append((sendblue_found[i // 8], StatusResult))
         elif kind == 1:
             kinds.append((chime_found[i // 8], StatusResult))
         elif kind == 2:
@@ -188,7 +188,7 @@ async def test_batch_of_1000_mixed_handles_across_both_emulators(
 
 
 async def test_iter_statuses_against_the_emulator(sendblue: SendblueEmulator) -> None:
-    handles = [f"sendblue:{sendblue.add_message(status='DELIVERED')}" for _ in range(100)]
+    handles = [sendblue.add_message(status="DELIVERED") for _ in range(100)]
     # Latency makes the eight workers' requests overlap at the server.
     sendblue.latency = max(sendblue.latency, 0.05)
     sendblue.stats.reset()
@@ -231,7 +231,7 @@ async def test_wait_for_final_follows_a_sendblue_lifecycle(sendblue: SendblueEmu
         tg.start_soon(_advance_after_each_answer, sendblue, clock, [1.0, 1.0])
         with anyio.fail_after(30):
             result = await client.wait_for_final(
-                f"sendblue:{handle}", timeout=20, poll_interval=0.02, max_interval=0.05
+                handle, timeout=20, poll_interval=0.02, max_interval=0.05
             )
     assert (result.status, result.provider_status, result.is_final) == (
         S.DELIVERED,
@@ -262,11 +262,11 @@ async def test_a_message_stuck_queued_times_out(sendblue: SendblueEmulator) -> N
     handle = sendblue.add_message(status="QUEUED")
     async with StatusClient([sendblue_provider(sendblue)]) as client:
         with anyio.fail_after(30), pytest.raises(StatusWaitTimeout) as info:
-            await client.wait_for_final(f"sendblue:{handle}", timeout=0.3, poll_interval=0.02)
+            await client.wait_for_final(handle, timeout=0.3, poll_interval=0.02)
     last = info.value.last_result
     assert last is not None
     assert (last.status, last.provider_status) == (S.PENDING, "QUEUED")
-    assert info.value.handle == f"sendblue:{handle}"
+    assert info.value.handle == handle
 
 
 async def test_wait_rides_out_transient_faults(sendblue: SendblueEmulator) -> None:
@@ -276,7 +276,7 @@ async def test_wait_rides_out_transient_faults(sendblue: SendblueEmulator) -> No
     async with StatusClient([sendblue_provider(sendblue)]) as client:
         with anyio.fail_after(30):
             result = await client.wait_for_final(
-                f"sendblue:{handle}", timeout=20, poll_interval=0.01, max_interval=0.02
+                handle, timeout=20, poll_interval=0.01, max_interval=0.02
             )
     assert result.status is S.DELIVERED
 
@@ -302,7 +302,7 @@ async def test_sendblue_resend_table(
 ) -> None:
     handle = sendblue.add_message(status=state)
     async with StatusClient([sendblue_provider(sendblue)]) as client:
-        decision = await client.resend_decision(f"sendblue:{handle}")
+        decision = await client.resend_decision(handle)
     assert decision.action is action, decision.reason
     assert decision.result is not None
 
@@ -375,8 +375,8 @@ async def test_resend_decisions_across_both_providers(
 ) -> None:
     handles: list[Any] = [
         chime_message(chime, status="SENT"),
-        f"sendblue:{sendblue.add_message(status='SENT')}",
-        f"sendblue:{sendblue.add_message(status='DELIVERED')}",
+        sendblue.add_message(status="SENT"),
+        sendblue.add_message(status="DELIVERED"),
         str(chime_message(chime, status="PENDING")),
         chime_message(chime, status="FAILED"),
         "elsewhere:1",
@@ -397,7 +397,7 @@ async def test_sendblue_bad_credentials_give_unknown(sendblue: SendblueEmulator)
     provider = SendblueProvider("wrong-key", "wrong-secret", base_url=sendblue.base_url)
     handle = sendblue.add_message(status="DELIVERED")
     async with StatusClient([provider]) as client:
-        decision = await client.resend_decision(f"sendblue:{handle}")
+        decision = await client.resend_decision(handle)
     assert decision.action is ResendAction.UNKNOWN
     assert "AuthenticationError" in decision.reason
 
@@ -411,12 +411,12 @@ async def test_a_final_sendblue_result_is_fetched_once(sendblue: SendblueEmulato
     sendblue.stats.reset()
     async with StatusClient([sendblue_provider(sendblue)]) as client:
         for _ in range(5):
-            await client.get_status(f"sendblue:{final}")
+            await client.get_status(final)
         assert sendblue.stats.requests == 1
         for _ in range(5):
-            await client.get_status(f"sendblue:{pending}")
+            await client.get_status(pending)
         assert sendblue.stats.requests == 6
-        await client.get_status(f"sendblue:{final}", refresh=True)
+        await client.get_status(final, refresh=True)
         assert sendblue.stats.requests == 7
 
 
@@ -441,9 +441,9 @@ async def test_a_stale_answer_after_a_final_one_does_not_move_backwards(
 ) -> None:
     handle = sendblue.add_message(status="DELIVERED")
     async with StatusClient([sendblue_provider(sendblue)]) as client:
-        assert (await client.get_status(f"sendblue:{handle}")).status is S.DELIVERED
+        assert (await client.get_status(handle)).status is S.DELIVERED
         sendblue.set_status(handle, "SENT")  # a stale replica, say
-        result = await client.get_status(f"sendblue:{handle}", refresh=True)
+        result = await client.get_status(handle, refresh=True)
     assert result.status is S.DELIVERED
 
 
@@ -458,11 +458,9 @@ def test_sync_client_with_both_real_providers(
     sent = chime_message(chime, status="SENT")
     # The providers (and the httpx client) are built here, outside any event loop.
     with SyncStatusClient([sendblue_provider(sendblue), chime_provider]) as client:
-        assert client.get_status(f"sendblue:{delivered}").status is S.DELIVERED
+        assert client.get_status(delivered).status is S.DELIVERED
         assert client.get_status(sent).status is S.SENT
-        decisions = client.resend_decisions(
-            [f"sendblue:{delivered}", f"sendblue:{failed}", sent, "sendblue:missing-1", "bad"]
-        )
+        decisions = client.resend_decisions([delivered, failed, sent, "sendblue:missing-1", "bad"])
         with pytest.raises(InvalidHandleError):
             client.get_status("bad")
     assert [d.action for d in decisions] == [

@@ -203,10 +203,10 @@ async def test_every_sendblue_status_and_error_key_gives_its_documented_action(
 ) -> None:
     cases: dict[str, ResendAction] = {}
     for raw, action in SENDBLUE_ACTIONS.items():
-        cases[f"sendblue:{sendblue_emulator.add_message(status=raw)}"] = action
+        cases[sendblue_emulator.add_message(status=raw)] = action
     for key, action in SENDBLUE_KEY_ACTIONS.items():
         state = SendblueState("ERROR", error_key=key)
-        cases[f"sendblue:{sendblue_emulator.add_message(status=state)}"] = action
+        cases[sendblue_emulator.add_message(status=state)] = action
     async with StatusClient([sendblue_emulator.provider(retry=FAST)]) as client:
         decisions = await client.resend_decisions(list(cases))
     assert [d.action for d in decisions] == list(cases.values())

@@ -201,7 +201,7 @@ async def test_sendblue_under_random_faults(anyio_backend: str) -> None:
                 keys.append(f"sendblue:missing-{index}")
                 continue
             handle = emulator.add_message(status=SENDBLUE_STATES[index % len(SENDBLUE_STATES)])
-            keys.append(f"sendblue:{handle}")
+            keys.append(handle)
         _capture_all_requests(emulator)
         _arm(emulator, seed=7)
         sent: Counter[str] = Counter()
@@ -333,7 +333,7 @@ async def test_one_client_with_both_providers_under_faults_and_abusive_input(
         for index in range(2_000):
             kind = index % 10
             if kind < 4:
-                key = f"sendblue:{sendblue.add_message(status='DELIVERED')}"
+                key = sendblue.add_message(status="DELIVERED")
                 items.append(key)
             elif kind < 8:
                 handle = ChimeHandle(channel, chime.add_message(channel, sender=sender))

@@ -100,7 +100,7 @@ def test_2_sync_close_returns_after_a_break_out_of_iter_statuses(backend: str) -
     sys.unraisablehook = unraisable.append
     try:
         with SendblueEmulator("k", SECRET, latency=0.05) as emulator:
-            handles = [f"sendblue:{emulator.add_message(status='DELIVERED')}" for _ in range(50)]
+            handles = [emulator.add_message(status="DELIVERED") for _ in range(50)]
             provider = emulator.provider(retry=ONE_TRY)
             client = SyncStatusClient([provider], backend=backend)
             results = client.iter_statuses(handles, concurrency=4)
@@ -160,7 +160,7 @@ async def test_4_gzip_and_deflate_bodies_within_the_cap_are_read() -> None:
     with RawServer(answer) as server:
         async with sendblue(server) as provider:
             for handle in ("gz", "gzgz", "deflate"):
-                result = await provider.get_status(f"sendblue:{handle}")
+                result = await provider.get_status(f"{handle}")
                 assert result.status == "DELIVERED"
 
 
@@ -717,7 +717,7 @@ def test_12_sync_close_inside_a_loop_refuses_and_leaves_the_client_usable() -> N
     with SendblueEmulator("k", SECRET) as emulator:
         provider = emulator.provider()
         client = SyncStatusClient([provider])
-        handle = f"sendblue:{emulator.add_message(status='DELIVERED')}"
+        handle = emulator.add_message(status="DELIVERED")
         assert client.get_status(handle).status == "DELIVERED"
 
         async def inside() -> None:

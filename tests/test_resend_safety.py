@@ -47,18 +47,18 @@ async def test_a_failure_reported_after_read_keeps_the_answer_skip(
         steps=[(0.0, "READ"), (1.0, "ERROR"), (2.0, "DELIVERED")]
     )
     async with StatusClient([sendblue_emulator.provider(retry=FAST)]) as client:
-        first = await client.resend_decision(f"sendblue:{handle}")
+        first = await client.resend_decision(handle)
         assert first.action is ResendAction.SKIP
         clock.advance(1)
-        after_error = await client.resend_decision(f"sendblue:{handle}", refresh=True)
+        after_error = await client.resend_decision(handle, refresh=True)
         assert after_error.action is ResendAction.SKIP
         assert after_error.result is not None
         assert after_error.result.status is MessageStatus.READ
         assert "later observation reported FAILED (ERROR)" in after_error.reason
         # The cache holds the merge: asked again without refresh, and refreshed to DELIVERED.
-        assert (await client.resend_decision(f"sendblue:{handle}")).action is ResendAction.SKIP
+        assert (await client.resend_decision(handle)).action is ResendAction.SKIP
         clock.advance(1)
-        again = await client.resend_decision(f"sendblue:{handle}", refresh=True)
+        again = await client.resend_decision(handle, refresh=True)
         assert again.action is ResendAction.SKIP
         assert again.result is not None
         assert again.result.status is MessageStatus.READ
@@ -85,10 +85,10 @@ async def test_wait_for_final_agrees_with_the_evidence_rule(
 ) -> None:
     handle = sendblue_emulator.add_message(steps=[(0.0, "DELIVERED"), (1.0, "ERROR")])
     async with StatusClient([sendblue_emulator.provider(retry=FAST)]) as client:
-        first = await client.wait_for_final(f"sendblue:{handle}", timeout=5)
+        first = await client.wait_for_final(handle, timeout=5)
         clock.advance(1)
-        refreshed = await client.get_status(f"sendblue:{handle}", refresh=True)
-        waited = await client.wait_for_final(f"sendblue:{handle}", timeout=5)
+        refreshed = await client.get_status(handle, refresh=True)
+        waited = await client.wait_for_final(handle, timeout=5)
     assert first.status is MessageStatus.DELIVERED
     assert refreshed.status is MessageStatus.DELIVERED
     assert waited.status is MessageStatus.DELIVERED
@@ -121,13 +121,13 @@ def _bodies(handle: str) -> list[tuple[str, dict[str, Any]]]:
 @pytest.mark.parametrize("case", range(len(_bodies("x"))))
 async def test_a_200_body_about_no_or_another_message_is_no_answer(case: int) -> None:
     with _BodyEmulator() as emulator:
-        handle = "msg-asked-for"
+        handle = "sendblue:msg-asked-for"
         name, body = _bodies(handle)[case]
         emulator.body = json.dumps(body).encode()
         async with StatusClient([emulator.provider(retry=FAST)]) as client:
-            decision = await client.resend_decision(f"sendblue:{handle}")
+            decision = await client.resend_decision(handle)
             with pytest.raises(ProviderResponseError):
-                await client.get_status(f"sendblue:{handle}")
+                await client.get_status(handle)
     assert decision.action is ResendAction.UNKNOWN, name
     assert isinstance(decision.error, ProviderResponseError)
     assert decision.result is None
@@ -173,7 +173,7 @@ async def test_a_quota_window_refusal_is_resend_after_the_window(
         sendblue_emulator.payload(handle)["date_updated"].replace("Z", "+00:00")
     )
     async with StatusClient([sendblue_emulator.provider(retry=FAST)]) as client:
-        decision = await client.resend_decision(f"sendblue:{handle}")
+        decision = await client.resend_decision(handle)
     assert decision.action is ResendAction.RESEND
     assert decision.not_before == refused_at + window
     assert decision.result is not None
@@ -206,7 +206,7 @@ async def test_refusal_meanings(
 
     handle = sendblue_emulator.add_message(status=SendblueState("ERROR", **state_kwargs))
     async with StatusClient([sendblue_emulator.provider(retry=FAST)]) as client:
-        decision = await client.resend_decision(f"sendblue:{handle}")
+        decision = await client.resend_decision(handle)
     assert decision.action is action
     assert decision.result is not None
     assert decision.result.status is status
@@ -223,9 +223,9 @@ async def test_a_failed_lookup_carries_its_error(sendblue_emulator: SendblueEmul
     handle = sendblue_emulator.add_message(status="DELIVERED")
     sendblue_emulator.inject(Fault.SERVER_ERROR_503, times=10)
     async with StatusClient([sendblue_emulator.provider(retry=FAST)]) as client:
-        down = await client.resend_decision(f"sendblue:{handle}")
+        down = await client.resend_decision(handle)
         sendblue_emulator.clear_faults()
-        missing, found = await client.resend_decisions(["sendblue:no-such", f"sendblue:{handle}"])
+        missing, found = await client.resend_decisions(["sendblue:no-such", handle])
     assert down.action is ResendAction.UNKNOWN
     assert isinstance(down.error, ProviderUnavailableError)
     assert json.loads(down.model_dump_json())["error_type"] == "ProviderUnavailableError"
@@ -263,11 +263,11 @@ async def test_a_typed_handle_cannot_borrow_another_providers_result(
     handle = sendblue_emulator.add_message(status="DELIVERED")
     providers = [sendblue_emulator.provider(retry=FAST), chime_emulator.provider(retry=FAST)]
     async with StatusClient(providers) as client:
-        assert (await client.get_status(f"sendblue:{handle}")).status is MessageStatus.DELIVERED
+        assert (await client.get_status(handle)).status is MessageStatus.DELIVERED
         requests = sendblue_emulator.stats.requests
         with pytest.raises(InvalidHandleError, match="prefix"):
-            await client.get_status(_Typed("chime", f"sendblue:{handle}"))
-        outcome = (await client.get_statuses([_Typed("chime", f"sendblue:{handle}")]))[0]
+            await client.get_status(_Typed("chime", handle))
+        outcome = (await client.get_statuses([_Typed("chime", handle)]))[0]
     assert isinstance(outcome, InvalidHandleError)
     assert sendblue_emulator.stats.requests == requests
 
@@ -318,7 +318,7 @@ async def test_a_body_already_read_by_a_response_hook_is_still_checked(
     async with httpx.AsyncClient(event_hooks={"response": [read]}) as http_client:
         provider = sendblue_emulator.provider(retry=FAST, http_client=http_client)
         async with StatusClient([provider]) as client:
-            decision = await client.resend_decision(f"sendblue:{handle}")
+            decision = await client.resend_decision(handle)
             assert decision.action is ResendAction.SKIP
             wrong = await client.resend_decision("sendblue:no-such-message")
     assert wrong.error_type == "MessageNotFoundError"

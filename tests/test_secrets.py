@@ -125,8 +125,8 @@ def emulators() -> Iterator[Emulators]:
         # A payload that echoes the secret back must not carry it into a result.
         echo = sendblue.add_message(status="DELIVERED", content=f"echo {SENDBLUE_SECRET}")
         setup.handles = {
-            "sendblue ok": f"sendblue:{sendblue.add_message(status='SENT')}",
-            "sendblue echo": f"sendblue:{echo}",
+            "sendblue ok": sendblue.add_message(status="SENT"),
+            "sendblue echo": echo,
             "sendblue missing": "sendblue:no-such-message",
             "chime ok": ChimeHandle(channel, chime.add_message(channel, sender=bearer)),
             "chime pending": ChimeHandle(

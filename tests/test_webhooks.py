@@ -344,11 +344,11 @@ async def test_client_observe_serves_a_pushed_delivery_without_a_lookup() -> Non
             ) as http:
                 assert (await http.post("/", json=payload)).status_code == 200
             before = emulator.stats.requests
-            result = await client.get_status(f"sendblue:{handle}")
+            result = await client.get_status(handle)
             assert result.status is MessageStatus.DELIVERED
             assert emulator.stats.requests == before
             # A later poll answering less (SENT) does not move the cached delivery back.
-            refreshed = await client.get_status(f"sendblue:{handle}", refresh=True)
+            refreshed = await client.get_status(handle, refresh=True)
             assert refreshed.status is MessageStatus.DELIVERED
 
 

@@ -41,7 +41,7 @@ def _sendblue(
     steps: Sequence[tuple[float, str | SendblueState]] | None = None,
 ) -> Callable[[SendblueEmulator, ChimeEmulator, str], str]:
     def add(sendblue: SendblueEmulator, _chime: ChimeEmulator, _bearer: str) -> str:
-        return f"sendblue:{sendblue.add_message(status=status, steps=steps)}"
+        return sendblue.add_message(status=status, steps=steps)
 
     return add
 

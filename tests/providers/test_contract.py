@@ -91,7 +91,7 @@ class _SendblueContract(_EmulatorContract):
         return self.emulator.provider(retry=retry)
 
     def add_message(self, raw_status: str) -> Handle:
-        return f"sendblue:{self.emulator.add_message(status=raw_status)}"
+        return self.emulator.add_message(status=raw_status)
 
 
 class _ChimeContract(_EmulatorContract):

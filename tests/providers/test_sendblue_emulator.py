@@ -59,11 +59,11 @@ async def test_lifecycle_queued_sent_delivered_read(
     ]
     assert [r.provider_status for r in seen] == ["QUEUED", "SENT", "DELIVERED", "READ"]
     assert [r.is_final for r in seen] == [False, False, True, True]
-    assert all(r.handle == f"sendblue:{handle}" for r in seen)
+    assert all(r.handle == handle for r in seen)
     updated = [r.updated_at for r in seen]
     assert None not in updated
     assert updated == sorted(updated)  # type: ignore[type-var]
-    assert seen[-1].raw["message_handle"] == handle
+    assert seen[-1].raw["message_handle"] == handle.removeprefix("sendblue:")
     assert sendblue_emulator.stats.requests == 4
 
 
@@ -243,7 +243,7 @@ async def test_persistent_faults(
         with anyio.fail_after(10), pytest.raises(error) as caught:
             await provider.get_status(handle)
         assert type(caught.value) is error
-        assert caught.value.handle == f"sendblue:{handle}"
+        assert caught.value.handle == handle
         assert sendblue_emulator.stats.requests == requests
         if isinstance(caught.value, RateLimitedError):
             assert caught.value.retry_after is not None
@@ -290,7 +290,7 @@ async def test_unknown_status_fault(
     assert first.status is MessageStatus.UNKNOWN
     assert first.provider_status == "TELEPORTED"
     assert not first.is_final
-    assert first.handle == f"sendblue:{handle}"
+    assert first.handle == handle
     assert sum("TELEPORTED" in record.getMessage() for record in caplog.records) == 1
 
 
@@ -379,8 +379,8 @@ async def test_through_the_status_client(sendblue_emulator: SendblueEmulator) ->
     delivered = sendblue_emulator.add_message(status="DELIVERED")
     failed = sendblue_emulator.add_message(status=SendblueState("ERROR", error_code=10001))
     async with StatusClient([sendblue_emulator.provider(retry=FAST)]) as client:
-        first = await client.get_status(f"sendblue:{delivered}")
-        second = await client.get_status(f"sendblue:{failed}")
+        first = await client.get_status(delivered)
+        second = await client.get_status(failed)
     assert (first.status, second.status) == (MessageStatus.DELIVERED, MessageStatus.FAILED)
     assert second.error_code == "10001"
 
@@ -429,13 +429,20 @@ async def test_result_from_payload_takes_the_official_sdk_response(
 
 
 async def test_add_message_handles_work_as_documented(sendblue_emulator: SendblueEmulator) -> None:
-    # providers.md: the bare handle for the provider itself, the prefixed one for a client.
+    # providers.md: add_message returns the form a client takes; the provider takes it (and the
+    # bare message_handle) too, and the payload carries the bare message_handle.
     handle = sendblue_emulator.add_message(status="SENT")
+    assert handle.startswith("sendblue:")
+    bare = handle.removeprefix("sendblue:")
     provider = sendblue_emulator.provider()
     async with StatusClient([provider]) as client:
         direct = await provider.get_status(handle)
-        routed = await client.get_status(f"sendblue:{handle}")
+        bare_direct = await provider.get_status(bare)
+        routed = await client.get_status(handle)
         with pytest.raises(InvalidHandleError, match="no provider prefix"):
-            await client.get_status(handle)
-    assert direct.handle == routed.handle == f"sendblue:{handle}"
-    assert sendblue_emulator.payload(handle)["message_handle"] == handle
+            await client.get_status(bare)
+    assert direct.handle == bare_direct.handle == routed.handle == handle
+    assert sendblue_emulator.payload(handle)["message_handle"] == bare
+    assert sendblue_emulator.payload(bare) == sendblue_emulator.payload(handle)
+    assert sendblue_emulator.handles == [handle]
+    assert sendblue_emulator.add_message(bare, status="READ") == handle

@@ -34,7 +34,7 @@ def test_the_emulator_fixtures_work_in_a_fresh_project(pytester: pytest.Pytester
         async def test_lookup(sendblue_emulator, chime_emulator):
             handle = sendblue_emulator.add_message(status="DELIVERED")
             async with StatusClient([sendblue_emulator.provider()]) as client:
-                result = await client.get_status(f"sendblue:{handle}")
+                result = await client.get_status(handle)
             assert result.status is MessageStatus.DELIVERED
             assert chime_emulator.base_url.startswith("http://127.0.0.1:")
         """

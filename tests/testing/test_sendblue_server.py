@@ -23,6 +23,12 @@ def http(sendblue_emulator: SendblueEmulator) -> Iterator[httpx.Client]:
         yield client
 
 
+def _bare(handle: str) -> str:
+    # These tests speak the wire format, which carries the bare message_handle; add_message
+    # returns the form a client takes ("sendblue:<message_handle>").
+    return handle.removeprefix("sendblue:")
+
+
 def status(http: httpx.Client, handle: str, **kwargs: object) -> httpx.Response:
     return http.get("/api/status", params={"handle": handle}, **kwargs)  # type: ignore[arg-type]
 
@@ -30,7 +36,7 @@ def status(http: httpx.Client, handle: str, **kwargs: object) -> httpx.Response:
 def test_status_payload_looks_like_sendblue(
     sendblue_emulator: SendblueEmulator, http: httpx.Client
 ) -> None:
-    handle = sendblue_emulator.add_message(status="DELIVERED", content="Hi there")
+    handle = _bare(sendblue_emulator.add_message(status="DELIVERED", content="Hi there"))
     reply = status(http, handle)
     assert reply.status_code == 200
     assert reply.headers["content-type"] == "application/json"
@@ -61,13 +67,13 @@ def test_status_payload_looks_like_sendblue(
 def test_both_auth_headers_are_required(
     sendblue_emulator: SendblueEmulator, headers: dict[str, str]
 ) -> None:
-    handle = sendblue_emulator.add_message()
+    handle = _bare(sendblue_emulator.add_message())
     with httpx.Client(base_url=sendblue_emulator.base_url, headers=headers) as client:
         get = client.get("/api/status", params={"handle": handle})
         post = client.post("/api/send-message", json={"number": "+15551234567", "content": "x"})
     assert (get.status_code, post.status_code) == (401, 401)
     assert get.json()["status"] == "ERROR"
-    assert sendblue_emulator.handles == [handle]
+    assert sendblue_emulator.handles == [f"sendblue:{handle}"]
 
 
 def test_missing_handle_unknown_handle_wrong_method_and_path(
@@ -89,7 +95,7 @@ def test_missing_handle_unknown_handle_wrong_method_and_path(
 def test_handles_with_odd_characters_round_trip(
     sendblue_emulator: SendblueEmulator, http: httpx.Client
 ) -> None:
-    handle = sendblue_emulator.add_message("msg_a&b=c/é+%", status="SENT")
+    handle = _bare(sendblue_emulator.add_message("msg_a&b=c/é+%", status="SENT"))
     assert status(http, handle).json()["message_handle"] == handle
 
 
@@ -98,12 +104,14 @@ def test_lifecycle_on_a_hand_driven_clock(
 ) -> None:
     now = [50.0]
     sendblue_emulator.clock = lambda: now[0]
-    handle = sendblue_emulator.add_message(
-        steps=[
-            (0.0, "QUEUED"),
-            (1.0, "SENT"),
-            (3.0, SendblueState("ERROR", error_code=10001, error_message="failed")),
-        ]
+    handle = _bare(
+        sendblue_emulator.add_message(
+            steps=[
+                (0.0, "QUEUED"),
+                (1.0, "SENT"),
+                (3.0, SendblueState("ERROR", error_code=10001, error_message="failed")),
+            ]
+        )
     )
     seen = []
     for moment in (50.0, 50.99, 51.0, 53.0, 1000.0):
@@ -123,7 +131,7 @@ def test_lifecycle_on_a_hand_driven_clock(
 def test_date_updated_follows_the_steps(sendblue_emulator: SendblueEmulator) -> None:
     now = [0.0]
     sendblue_emulator.clock = lambda: now[0]
-    handle = sendblue_emulator.add_message(steps=[(0.0, "QUEUED"), (2.5, "DELIVERED")])
+    handle = _bare(sendblue_emulator.add_message(steps=[(0.0, "QUEUED"), (2.5, "DELIVERED")]))
     first = sendblue_emulator.payload(handle)
     now[0] = 3.0
     second = sendblue_emulator.payload(handle)
@@ -135,8 +143,8 @@ def test_date_updated_follows_the_steps(sendblue_emulator: SendblueEmulator) -> 
 def test_set_status_ends_the_lifecycle(
     sendblue_emulator: SendblueEmulator, http: httpx.Client
 ) -> None:
-    handle = sendblue_emulator.add_message(
-        steps=[(0.0, "QUEUED"), (60.0, "DELIVERED")], number="+1"
+    handle = _bare(
+        sendblue_emulator.add_message(steps=[(0.0, "QUEUED"), (60.0, "DELIVERED")], number="+1")
     )
     sendblue_emulator.set_status(handle, SendblueState("DECLINED", error_key="OPTED_OUT"))
     body = status(http, handle).json()
@@ -146,8 +154,10 @@ def test_set_status_ends_the_lifecycle(
 
 
 def test_add_message_arguments(sendblue_emulator: SendblueEmulator) -> None:
-    handle = sendblue_emulator.add_message(
-        "mine", status="ERROR", error_code=4002, error_message="blacklisted"
+    handle = _bare(
+        sendblue_emulator.add_message(
+            "mine", status="ERROR", error_code=4002, error_message="blacklisted"
+        )
     )
     assert handle == "mine"
     body = sendblue_emulator.payload("mine")
@@ -184,7 +194,7 @@ def test_send_message(sendblue_emulator: SendblueEmulator, http: httpx.Client) -
     assert sent["send_style"] == "invisible"
     assert sent["from_number"] == sendblue_emulator.from_number
     handle = sent["message_handle"]
-    assert sendblue_emulator.handles == [handle]
+    assert sendblue_emulator.handles == [f"sendblue:{handle}"]
     now[0] = 10.0
     assert status(http, handle).json()["status"] == "DELIVERED"
 
@@ -221,7 +231,7 @@ def test_recipient_scripts_and_the_default_lifecycle(
 
 
 def test_faults_in_sendblue_words(sendblue_emulator: SendblueEmulator, http: httpx.Client) -> None:
-    handle = sendblue_emulator.add_message()
+    handle = _bare(sendblue_emulator.add_message())
     sendblue_emulator.inject(Fault.RATE_LIMIT)
     sendblue_emulator.inject(Fault.RATE_LIMIT_HTTP_DATE)
     limited = [status(http, handle), status(http, handle)]
@@ -248,8 +258,8 @@ def test_faults_in_sendblue_words(sendblue_emulator: SendblueEmulator, http: htt
 def test_faults_can_target_one_handle(
     sendblue_emulator: SendblueEmulator, http: httpx.Client
 ) -> None:
-    flaky = sendblue_emulator.add_message()
-    steady = sendblue_emulator.add_message()
+    flaky = _bare(sendblue_emulator.add_message())
+    steady = _bare(sendblue_emulator.add_message())
     sendblue_emulator.inject(
         Fault.SERVER_ERROR_503, times=None, match=lambda r: r.query.get("handle") == flaky
     )
@@ -259,8 +269,10 @@ def test_faults_can_target_one_handle(
 
 
 def test_the_official_sdk_reads_the_emulator(sendblue_emulator: SendblueEmulator) -> None:
-    handle = sendblue_emulator.add_message(
-        status=SendblueState("ERROR", error_code=10001, error_message="Message failed to send")
+    handle = _bare(
+        sendblue_emulator.add_message(
+            status=SendblueState("ERROR", error_code=10001, error_message="Message failed to send")
+        )
     )
     sdk = sendblue_api.SendblueAPI(
         api_key="test-key",
@@ -276,7 +288,7 @@ def test_the_official_sdk_reads_the_emulator(sendblue_emulator: SendblueEmulator
         assert message.date_updated is not None
         sent = sdk.messages.send(number="+15551234567", content="Hello")
         assert sent.status == "QUEUED"
-        assert sent.message_handle in sendblue_emulator.handles
+        assert f"sendblue:{sent.message_handle}" in sendblue_emulator.handles
         with pytest.raises(sendblue_api.NotFoundError):
             sdk.messages.get_status(handle="nope")
     with (
@@ -295,7 +307,7 @@ def test_five_hundred_sequential_requests_share_one_kept_alive_connection(
     sendblue_emulator: SendblueEmulator, http: httpx.Client
 ) -> None:
     # What this checks is keep-alive and request accounting, not speed (speed is for benchmarks).
-    handles = [sendblue_emulator.add_message(status="SENT") for _ in range(5)]
+    handles = [_bare(sendblue_emulator.add_message(status="SENT")) for _ in range(5)]
     for i in range(500):
         reply = status(http, handles[i % 5])
         assert reply.status_code == 200
@@ -308,8 +320,8 @@ def test_five_hundred_sequential_requests_share_one_kept_alive_connection(
 
 
 def test_a_received_message_is_inbound(sendblue_emulator: SendblueEmulator) -> None:
-    inbound = sendblue_emulator.add_message(status="RECEIVED")
-    outbound = sendblue_emulator.add_message(status="DELIVERED")
+    inbound = _bare(sendblue_emulator.add_message(status="RECEIVED"))
+    outbound = _bare(sendblue_emulator.add_message(status="DELIVERED"))
     assert sendblue_emulator.payload(inbound)["is_outbound"] is False
     assert sendblue_emulator.payload(outbound)["is_outbound"] is True
 
@@ -352,7 +364,7 @@ APP_CARD = {
 def test_sends_take_what_the_sdk_documents(
     sendblue_emulator: SendblueEmulator, http: httpx.Client
 ) -> None:
-    parent = sendblue_emulator.add_message()
+    parent = _bare(sendblue_emulator.add_message())
     card = http.post(
         "/api/send-message",
         json={
@@ -384,13 +396,13 @@ def _sdk_checks(emulator: SendblueEmulator, strict: bool) -> list[tuple[str, str
     Literal, since pydantic refuses the others by design."""
     literal = ["QUEUED", "SENT", "DELIVERED", "ERROR"]
     values = literal if strict else [*literal, "READ", "RECEIVED", "DECLINED", "TELEPORTED"]
-    return [(value, emulator.add_message(status=value)) for value in values]
+    return [(value, _bare(emulator.add_message(status=value))) for value in values]
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
 def test_the_sync_sdk_parses_every_reply(sendblue_emulator: SendblueEmulator, strict: bool) -> None:
     sendblue_emulator.refuse_recipient("+15550000009", "LINE_DAILY_LIMIT_REACHED")
-    parent = sendblue_emulator.add_message()
+    parent = _bare(sendblue_emulator.add_message())
     with sendblue_api.SendblueAPI(
         api_key="test-key",
         api_secret="test-secret",

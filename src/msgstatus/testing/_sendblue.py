@@ -97,6 +97,14 @@ def _error_body(message: str) -> bytes:
     return json.dumps({"status": "ERROR", "error_message": message, "message": message}).encode()
 
 
+_PREFIX = "sendblue:"
+
+
+def _native(handle: str) -> str:
+    """The bare ``message_handle`` of ``handle``, which may carry the ``sendblue:`` prefix."""
+    return handle[len(_PREFIX) :] if handle.startswith(_PREFIX) else handle
+
+
 def _checked(steps: StepsArg) -> list[tuple[float, str | SendblueState]]:
     # Checked when given, so that a bad script fails in the test, not inside the server.
     Lifecycle(steps, clock=lambda: 0.0)
@@ -328,8 +336,9 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
         error_message: str | None = None,
         **fields: Any,
     ) -> str:
-        """Add a message and return its handle (a new UUID unless you pass one; an existing
-        handle is replaced).
+        """Add a message and return its handle as a client takes it, ``"sendblue:<message_handle>"``
+        (a new UUID unless you pass one, bare or prefixed; an existing message is replaced).
+        Providers take that string too; the payload's ``message_handle`` is the bare part.
 
         Give either ``status`` (with optional error fields: a message that stays in one state) or
         ``steps``, ``[(seconds, status or SendblueState), …]`` from now; with neither it is
@@ -346,18 +355,19 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
             if (error_code, error_key, error_message) != (None,) * 3:
                 state = SendblueState(state.status, error_code, error_key, error_message)
             steps = [(0.0, state)]
-        handle = handle if handle is not None else str(uuid.uuid4())
-        self._store(handle, steps, fields)
-        return handle
+        native = _native(handle) if handle is not None else str(uuid.uuid4())
+        self._store(native, steps, fields)
+        return f"{_PREFIX}{native}"
 
     def set_status(self, handle: str, status: str | SendblueState) -> None:
         """Put a message into ``status`` now, ending its scripted lifecycle.
 
-        Raises ``KeyError`` for a handle the emulator does not have.
+        Raises ``KeyError`` for a handle the emulator does not have (bare or prefixed).
         """
+        native = _native(handle)
         with self._messages_lock:
-            message = self._messages[handle]
-        self._store(handle, [(0.0, status)], message.fields, created=message.created)
+            message = self._messages[native]
+        self._store(native, [(0.0, status)], message.fields, created=message.created)
 
     def script_recipient(self, number: str, steps: StepsArg) -> None:
         """Messages sent to ``number`` from now on follow ``steps`` (see :meth:`add_message`).
@@ -418,17 +428,19 @@ class SendblueEmulator(_SendblueCallbacks, LoopbackServer):
         self._default_send_steps = _checked(steps)
 
     def payload(self, handle: str) -> dict[str, Any]:
-        """The status payload the emulator would answer for ``handle`` now. Raises KeyError."""
+        """The status payload the emulator would answer for ``handle`` (bare or prefixed) now.
+        Raises KeyError."""
         with self._messages_lock:
-            message = self._messages[handle]
+            message = self._messages[_native(handle)]
         result: dict[str, Any] = json.loads(message.lifecycle.current())
         return result
 
     @property
     def handles(self) -> list[str]:
-        """Handles of every message the emulator has, added or sent, oldest first."""
+        """Handles (``"sendblue:<message_handle>"``) of every message the emulator has, added or
+        sent, oldest first."""
         with self._messages_lock:
-            return list(self._messages)
+            return [f"{_PREFIX}{native}" for native in self._messages]
 
     def provider(
         self,
