@@ -556,24 +556,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    get = sub.add_parser(
-        "get",
-        parents=[common],
-        help="look up the status of handles",
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    get = _provider_command(sub, common, "get", help="look up the status of handles")
     get.add_argument("handles", nargs="+", metavar="HANDLE")
     get.add_argument("--json", action="store_true", help="one StatusResult JSON object per line")
 
-    check = sub.add_parser(
+    check = _provider_command(
+        sub,
+        common,
         "check",
-        parents=[common],
         help="decide for each handle whether it may be resent",
         description="Read handles (one per line, or CSV with a 'handle' column) and print the "
         "resend decision for each as its lookup completes, then a count per action.",
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("file", metavar="FILE|-", help="file of handles, or - for stdin")
     check.add_argument("--json", action="store_true", help="one ResendDecision JSON per line")
@@ -582,12 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ledger_option(check, optional=True)
 
-    watch = sub.add_parser(
-        "watch",
-        parents=[common],
-        help="follow handles until their status is final",
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    watch = _provider_command(
+        sub, common, "watch", help="follow handles until their status is final"
     )
     watch.add_argument("handles", nargs="+", metavar="HANDLE")
     watch.add_argument(
@@ -605,6 +594,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_emulate_parser(sub, common)
     _add_ledger_commands(sub, common)
     return parser
+
+
+def _provider_command(
+    sub: Any, common: argparse.ArgumentParser, name: str, **options: str
+) -> argparse.ArgumentParser:
+    """A subcommand that looks messages up: its help ends with the provider configuration."""
+    command: argparse.ArgumentParser = sub.add_parser(
+        name,
+        parents=[common],
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **options,
+    )
+    return command
 
 
 def _add_emulate_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -772,12 +775,11 @@ def _add_ledger_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     show.add_argument("--json", action="store_true", help="the entry as one JSON object")
     _add_ledger_option(show, optional=False)
 
-    reconcile = sub.add_parser(
+    reconcile = _provider_command(
+        sub,
+        common,
         "reconcile",
-        parents=[common],
         help="look up the ledger's in-flight attempts and record what they are now",
-        epilog=ENVIRONMENT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     reconcile.add_argument(
         "--limit", type=_positive(int), default=100, help="attempts to look up (default 100)"
