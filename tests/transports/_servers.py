@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,8 @@ class RawServer:
     (200 with a Chime body, kept alive), ``"hold"`` (read the request, never answer, wait for the
     client to close), ``"trickle"`` (the head, then the body a byte every ``interval`` s),
     ``"accept-only"`` (never read, never answer), ``"canned"`` (the bytes of ``canned`` as the
-    whole response, connection kept alive)."""
+    whole response, connection kept alive), ``"reset"`` (read the request, then reset the
+    connection: a TCP RST, no byte of response)."""
 
     def __init__(
         self,
@@ -59,6 +61,12 @@ class RawServer:
     def close(self) -> None:
         self._stopped = True
         self._listener.close()
+
+    def __enter__(self) -> RawServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _accept(self) -> None:
         while True:
@@ -113,6 +121,10 @@ class RawServer:
             pass
 
     def _respond(self, conn: socket.socket, mode: str, index: int) -> bool:
+        if mode == "reset":
+            # Linger 0: close() sends an RST instead of a FIN.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
         if mode == "canned":
             try:
                 conn.sendall(self.canned)
