@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -428,3 +429,77 @@ def test_a_webhook_that_is_no_message_status_normalizes_to_none() -> None:
     result = SendblueProvider.result_from_webhook(body)
     assert result is not None
     assert result.handle == "sendblue:m-1"
+
+
+def test_an_on_result_that_is_not_callable_is_refused() -> None:
+    with pytest.raises(TypeError, match="on_result must be an async callable"):
+        SendblueWebhook("ledger.observe", secret=SECRET)  # type: ignore[arg-type]
+
+
+# -- the ASGI protocol beyond one request: lifespan, other scopes, a client that goes away ------
+
+
+class ASGIPeer:
+    """The server's side of one ASGI call: hands the app ``incoming`` messages one by one (then
+    fails, so that a read past them is seen) and records what the app sends."""
+
+    def __init__(self, *incoming: dict[str, object]) -> None:
+        self.incoming = list(incoming)
+        self.received = 0
+        self.sent: list[dict[str, object]] = []
+
+    async def receive(self) -> dict[str, object]:
+        if not self.incoming:
+            raise AssertionError("the app read past the messages it was given")
+        self.received += 1
+        return self.incoming.pop(0)
+
+    async def send(self, message: dict[str, object]) -> None:
+        self.sent.append(message)
+
+
+async def test_lifespan_startup_and_shutdown_are_acknowledged(recorder: Recorder) -> None:
+    app = SendblueWebhook(recorder, secret=SECRET)
+    peer = ASGIPeer(
+        {"type": "lifespan.startup"},
+        {"type": "lifespan.something-newer"},  # a message type of a later ASGI: ignored
+        {"type": "lifespan.shutdown"},
+    )
+    with anyio.fail_after(10):
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, peer.receive, peer.send)
+    assert peer.sent == [
+        {"type": "lifespan.startup.complete"},
+        {"type": "lifespan.shutdown.complete"},
+    ]
+    assert peer.incoming == []  # it returned after the shutdown, having read everything
+
+
+async def test_a_websocket_scope_is_not_served(recorder: Recorder) -> None:
+    app = SendblueWebhook(recorder, secret=SECRET)
+    peer = ASGIPeer()
+    await app({"type": "websocket", "path": "/", "headers": []}, peer.receive, peer.send)
+    # Nothing read, nothing sent: the server closes the websocket (uvicorn answers 403).
+    assert (peer.received, peer.sent) == (0, [])
+    assert recorder.results == []
+
+
+async def test_a_client_that_disconnects_mid_body_gets_no_answer(recorder: Recorder) -> None:
+    app = SendblueWebhook(recorder, secret=SECRET)
+    first_half = json.dumps(body()).encode()[:40]
+    peer = ASGIPeer(
+        {"type": "http.request", "body": first_half, "more_body": True},
+        {"type": "http.disconnect"},
+    )
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [
+            (b"sb-signing-secret", SECRET.encode()),
+            (b"content-type", b"application/json"),
+        ],
+    }
+    await app(scope, peer.receive, peer.send)
+    assert peer.incoming == []
+    assert peer.sent == []  # no one to answer
+    assert recorder.results == []
