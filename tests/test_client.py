@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
@@ -22,6 +23,7 @@ import trio.testing
 
 from msgstatus import (
     AuthenticationError,
+    ClientClosedError,
     InvalidHandleError,
     MessageNotFoundError,
     MessageStatus,
@@ -1078,6 +1080,60 @@ def test_closing_the_generator_early_cancels_the_lookups() -> None:
         assert provider.total_calls < 100
         # The client still works afterwards.
         assert client.get_status("fake:after").status is S.DELIVERED
+
+
+def _bounded_wait(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Poll ``condition`` for at most ``seconds`` (a hang guard, not a timing assertion)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@SYNC_BACKENDS
+def test_close_while_another_thread_is_inside_iter_statuses(backend: str) -> None:
+    """close() from one thread while another waits inside the generator's next(): close() ends
+    the stream and returns (it used to wait for ever: the stream's task kept the loop alive),
+    the other thread's iteration ends with ClientClosedError, and closing its generator
+    afterwards is quiet."""
+    entered, gate = threading.Event(), threading.Event()
+
+    class Gated(FakeProvider):
+        async def get_status(self, handle: object, /) -> StatusResult:
+            entered.set()
+            await anyio.to_thread.run_sync(gate.wait)
+            return await super().get_status(handle)
+
+    provider = Gated()
+    client = SyncStatusClient([provider], backend=backend)
+    pairs = client.iter_statuses([f"fake:m{i}" for i in range(5)], concurrency=1)
+    seen: dict[str, object] = {}
+
+    def consume() -> None:
+        try:
+            seen["pairs"] = list(pairs)
+        except BaseException as exc:
+            seen["error"] = exc
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    assert entered.wait(10), "the first lookup never started"
+    closer = threading.Thread(target=client.close, daemon=True)
+    closer.start()
+    # close() has found the generator busy (it cannot close it from here) and gone on.
+    assert _bounded_wait(lambda: client._closed), "close() did not get past the streams"
+    gate.set()
+    closer.join(10)
+    consumer.join(10)
+    assert not closer.is_alive(), "close() did not return"
+    assert not consumer.is_alive(), "the iterating thread did not finish"
+    assert isinstance(seen.get("error"), ClientClosedError), seen
+    assert provider.closed == 1
+    pairs.close()  # nothing left to clean up: no error
+    with pytest.raises(StopIteration):
+        next(pairs)
 
 
 @SYNC_BACKENDS

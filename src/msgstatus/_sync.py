@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
+import anyio.abc
 import sniffio
 from anyio.from_thread import BlockingPortal
 
@@ -88,6 +89,10 @@ class SyncStatusClient:
         # Generators iter_statuses handed out and not finished: close() ends them first, since
         # each holds a task in the loop (an abandoned one would keep the loop from stopping).
         self._streams: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()
+        # The stream blocks those generators hold open in the loop: close() leaves the ones
+        # whose generator it could not close (another thread was inside it), or their tasks
+        # would keep the loop from stopping. Added and read under _lock, with _closed.
+        self._held: weakref.WeakSet[_HeldStream] = weakref.WeakSet()
         self._closed = False
 
     def __enter__(self) -> SyncStatusClient:
@@ -137,6 +142,7 @@ class SyncStatusClient:
                 return
             self._closed = True
             loop, stop_loop = self._loop, self._stop_loop
+            held_streams = list(self._held)
         if loop is None or stop_loop is None:
             # Never used: no loop runs yet, but the providers may hold clients the caller gave.
             anyio.run(self._client.aclose, backend=self._backend)
@@ -144,6 +150,11 @@ class SyncStatusClient:
         try:
             loop.portal.call(self._client.aclose)
         finally:
+            # After aclose(): a stream left now tells its consumer the client closed (a
+            # ClientClosedError), not that its handles ran out.
+            for held in held_streams:
+                with contextlib.suppress(Exception):
+                    held.leave()
             stop_loop.detach()
             loop.stop(False)
 
@@ -188,29 +199,32 @@ class SyncStatusClient:
 
     def _iterate(self, stream: StatusStream[H]) -> Generator[tuple[H, Outcome], None, None]:
         portal = self._get_portal()
-        manager = portal.wrap_async_context_manager(stream)
-        manager.__enter__()
+        held = _HeldStream(portal, stream)
+        with self._lock:
+            closing = self._closed
+            if not closing:
+                self._held.add(held)
         try:
-            while (item := portal.call(_next_or_none, stream)) is not None:
+            if closing:
+                # close() ran while this stream was being entered: it cannot see it.
+                raise ClientClosedError("the SyncStatusClient is closed")
+            while (item := self._next(portal, stream)) is not None:
                 yield item
-        except BaseException as exc:
-            if not self._exit_stream(manager, exc):
-                raise
-        else:
-            self._exit_stream(manager, None)
+        finally:
+            held.leave()
 
-    def _exit_stream(self, manager: Any, exc: BaseException | None) -> bool:
-        """Leave a stream's context; True if ``exc`` (GeneratorExit included) is handled."""
+    def _next(self, portal: BlockingPortal, stream: StatusStream[H]) -> tuple[H, Outcome] | None:
         try:
-            if exc is None:
-                manager.__exit__(None, None, None)
-                return True
-            return bool(manager.__exit__(type(exc), exc, exc.__traceback__))
+            return portal.call(_next_or_none, stream)
+        except ClientClosedError:
+            raise
         except RuntimeError:
             if self._closed:
-                # The loop has already stopped (the stream was closed with the client): its
-                # task ended with the loop, nothing is left to clean up.
-                return isinstance(exc, GeneratorExit) or exc is None
+                # close() stopped the loop while this stream was between two steps.
+                raise ClientClosedError(
+                    "the SyncStatusClient was closed during the stream; the pairs yielded so far "
+                    "are all it finished"
+                ) from None
             raise
 
     def wait_for_final(
@@ -292,6 +306,47 @@ class SyncStatusClient:
     def reconcile(self, *, limit: int = 100) -> list[tuple[str, StatusResult | MsgStatusError]]:
         """Blocking :meth:`StatusClient.reconcile`."""
         return self._get_portal().call(partial(self._client.reconcile, limit=limit))
+
+
+class _HeldStream:
+    """``async with stream`` held open by a task of the loop for a generator on another thread
+    (what ``BlockingPortal.wrap_async_context_manager`` does). :meth:`leave` ends it from any
+    thread by cancelling the task's future, which reaches the loop even after the portal has
+    stopped taking calls, so close() can end a stream whose own thread is busy inside it."""
+
+    def __init__(self, portal: BlockingPortal, stream: StatusStream[Any]) -> None:
+        self._stream = stream
+        self._ended = threading.Event()
+        self._error: BaseException | None = None
+        self._loop_thread = 0
+        self._task, _ = portal.start_task(self._hold)
+
+    async def _hold(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        self._loop_thread = threading.get_ident()
+        try:
+            async with self._stream:
+                task_status.started()
+                await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:
+            self._error = exc
+            raise
+        finally:
+            self._ended.set()
+
+    def leave(self) -> None:
+        """Leave the block (its lookups in flight are cancelled) and wait for that; raises
+        what the stream's exit raised. Calling it again does nothing."""
+        self._task.cancel()
+        if threading.get_ident() == self._loop_thread:
+            # The generator was dropped by code on the loop itself: the task ends after it.
+            return
+        # The task always ends: a loop cannot stop before its tasks do.
+        self._ended.wait()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
 
 class _LoopThread:
