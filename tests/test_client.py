@@ -1224,6 +1224,77 @@ def test_a_dropped_client_stops_its_thread() -> None:
     assert not thread.is_alive()
 
 
+@SYNC_BACKENDS
+def test_observe_feeds_the_cache_without_a_lookup(backend: str) -> None:
+    provider = FakeProvider()
+    with SyncStatusClient([provider], backend=backend) as client:
+        merged = client.observe(provider.result("m1", S.DELIVERED))
+        served = client.get_status("fake:m1")
+        with pytest.raises(UnknownProviderError):
+            client.observe(FakeProvider("other").result("m1", S.DELIVERED))
+    assert merged.status is served.status is S.DELIVERED
+    assert provider.total_calls == 0
+
+
+@SYNC_BACKENDS
+def test_a_client_dropped_on_its_own_loop_thread_does_not_join_itself(backend: str) -> None:
+    """The finalizer of a client dropped by code running on its loop returns at once (a thread
+    cannot join itself); the client then still works and closes."""
+    client = SyncStatusClient([FakeProvider()], backend=backend)
+    portal = client._get_portal()
+    assert client._stop_loop is not None
+    assert client._loop is not None
+    thread = client._loop.thread
+    portal.call(client._stop_loop)  # what a drop on the loop thread runs
+    assert thread.is_alive()
+    assert client.get_status("fake:m1").status is S.DELIVERED
+    client.close()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+@SYNC_BACKENDS
+def test_a_generator_closed_on_the_loop_thread_does_not_wait_for_itself(backend: str) -> None:
+    """A stream generator closed by code on the client's own loop (its last reference dropped
+    there) cannot wait for the stream's task, which needs that loop to run: it returns, the
+    task ends after it, and the client closes."""
+    provider = FakeProvider()
+    client = SyncStatusClient([provider], backend=backend)
+    pairs = client.iter_statuses([f"fake:m{i}" for i in range(20)], concurrency=2)
+    next(pairs)
+    portal = client._get_portal()
+    closer = threading.Thread(target=portal.call, args=(pairs.close,), daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "closing the generator on the loop thread hung the loop"
+    with pytest.raises(StopIteration):
+        next(pairs)
+    assert client.get_status("fake:after").status is S.DELIVERED
+    client.close()
+    assert provider.in_flight == 0
+    assert provider.closed == 1
+
+
+def test_a_loop_that_fails_after_starting_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    class BreaksOnClose(asyncio.SelectorEventLoop):
+        def close(self) -> None:
+            super().close()
+            raise OSError("the selector broke")
+
+    client = SyncStatusClient(
+        [FakeProvider()], backend="asyncio", backend_options={"loop_factory": BreaksOnClose}
+    )
+    with caplog.at_level(logging.ERROR, logger="msgstatus.client"):
+        assert client.get_status("fake:m1").status is S.DELIVERED
+        client.close()
+    [record] = [r for r in caplog.records if r.name == "msgstatus.client"]
+    assert record.getMessage() == "the SyncStatusClient event loop failed"
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "the selector broke"
+
+
 def test_a_script_that_never_closes_the_client_still_exits() -> None:
     script = textwrap.dedent(
         """
