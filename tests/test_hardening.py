@@ -172,6 +172,81 @@ async def test_4_an_unknown_content_encoding_is_a_typed_error() -> None:
                 await provider.get_status("sendblue:x")
 
 
+def _chunked(pieces: list[bytes], headers: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """A chunked response (no Content-Length), one HTTP chunk per piece."""
+    head = ["HTTP/1.1 200 OK", "Content-Type: application/json", "Transfer-Encoding: chunked"]
+    head += [f"{name}: {value}" for name, value in headers]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces if piece)
+    return "\r\n".join([*head, "Connection: close", "", ""]).encode() + body + b"0\r\n\r\n"
+
+
+GZIP = (("Content-Type", "application/json"), ("Content-Encoding", "gzip"))
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "message"),
+    [
+        pytest.param(gzip.compress(status_body("x"))[:-12], "gzip", "ends early", id="cut"),
+        pytest.param(
+            gzip.compress(status_body("x"))[:10] + b"\xff" * 40, "gzip", "is corrupt", id="bad"
+        ),
+        pytest.param(
+            gzip.compress(gzip.compress(gzip.compress(status_body("x")))),
+            "gzip, gzip, gzip",
+            "3 content encodings stacked",
+            id="three-layers",
+        ),
+    ],
+)
+async def test_4_a_compressed_body_msgstatus_cannot_decode_is_a_typed_error(
+    body: bytes, encoding: str, message: str
+) -> None:
+    headers = (("Content-Type", "application/json"), ("Content-Encoding", encoding))
+    with RawServer(lambda t, q: http_response(body, headers=headers)) as server:
+        async with sendblue(server) as provider:
+            with pytest.raises(ProviderResponseError, match=message) as caught:
+                await provider.get_status("sendblue:x")
+    assert "could not be read" in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert server.requests == 1
+
+
+async def test_4_a_compressed_body_arriving_a_byte_at_a_time_is_decoded() -> None:
+    body = gzip.compress(status_body("x", status="READ"))
+    pieces = [bytes([byte]) for byte in body]
+    with RawServer(lambda t, q: _chunked(pieces, headers=GZIP[1:])) as server:
+        async with sendblue(server) as provider:
+            result = await provider.get_status("sendblue:x")
+    assert (result.status, result.handle) == ("READ", "sendblue:x")
+
+
+async def test_4_bytes_after_a_compressed_body_count_against_the_raw_cap() -> None:
+    """Bytes after the end of the gzip stream are ignored (as httpx does) but not read without
+    end: without a Content-Length the raw bytes are capped too, decoded or not."""
+    pieces = [gzip.compress(status_body("x")), *([b"\0" * (64 * 1024)] * 40)]  # 2.5 MiB after
+    with RawServer(lambda t, q: _chunked(pieces, headers=GZIP[1:])) as server:
+        async with sendblue(server) as provider:
+            with pytest.raises(ProviderResponseError, match="larger than"):
+                await provider.get_status("sendblue:x")
+            # Within the cap the trailing bytes are ignored.
+            pieces[1:] = [b"\0" * 1024]
+            assert (await provider.get_status("sendblue:x")).status == "DELIVERED"
+
+
+async def test_4_a_body_an_event_hook_streamed_away_is_a_typed_error() -> None:
+    import httpx
+
+    async def drain(response: httpx.Response) -> None:
+        async for _ in response.aiter_raw():
+            pass
+
+    with RawServer(lambda t, q: http_response(status_body("x"))) as server:
+        client = httpx.AsyncClient(event_hooks={"response": [drain]})
+        async with client, sendblue(server, http_client=client) as provider:
+            with pytest.raises(ProviderResponseError, match="streamed by someone else"):
+                await provider.get_status("sendblue:x")
+
+
 # -- 5. amplification: what a result keeps is bounded ------------------------------------------
 
 

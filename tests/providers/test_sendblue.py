@@ -969,3 +969,76 @@ def test_any_json_object_naming_the_message_gives_a_result_unless_its_status_is_
         NORMALIZER.result_from_payload(body, handle="h")
     except ProviderResponseError:
         assert not isinstance(body.get("status"), str | None)
+
+
+# -- the body decoder's edges, borrowed clients, quota windows ---------------------------------
+
+
+async def test_a_body_an_event_hook_read_is_still_capped_and_used(api: respx.MockRouter) -> None:
+    async def read(response: httpx.Response) -> None:
+        await response.aread()
+
+    route = answer(
+        api,
+        httpx.Response(200, json=payload(status="READ")),
+        httpx.Response(200, content=b'{"status": "SENT", "pad": "' + b"x" * MAX_RESPONSE_BYTES),
+    )
+    client = httpx.AsyncClient(event_hooks={"response": [read]})
+    async with client, SendblueProvider(KEY, SECRET, http_client=client, retry=FAST) as provider:
+        assert (await provider.get_status(HANDLE)).status is MessageStatus.READ
+        with pytest.raises(ProviderResponseError, match="larger than"):
+            await provider.get_status(HANDLE)
+    assert route.call_count == 2
+
+
+async def test_a_borrowed_client_closed_by_its_owner_is_a_typed_error(
+    api: respx.MockRouter,
+) -> None:
+    route = answer(api, httpx.Response(200, json=payload()))
+    client = httpx.AsyncClient()
+    provider = SendblueProvider(KEY, SECRET, http_client=client, retry=FAST)
+    await client.aclose()
+    with pytest.raises(MsgStatusError, match="the provider's HTTP client is closed") as caught:
+        await provider.get_status(HANDLE)
+    assert type(caught.value) is MsgStatusError
+    assert caught.value.handle == f"sendblue:{HANDLE}"
+    assert route.call_count == 0
+    await provider.aclose()
+
+
+async def test_a_quota_refusal_is_retryable_after_its_window(
+    api: respx.MockRouter, provider: SendblueProvider
+) -> None:
+    answer(
+        api,
+        httpx.Response(
+            200,
+            json=payload(
+                status="ERROR",
+                error_key="LINE_HOURLY_LIMIT_REACHED",
+                error_code=429,
+                date_updated="2024-05-01T10:00:05.250Z",
+            ),
+        ),
+    )
+    result = await provider.get_status(HANDLE)
+    assert result.not_before == datetime(2024, 5, 1, 11, 0, 5, 250000, tzinfo=timezone.utc)
+    assert result.detail is not None
+    assert "hourly new-contact cap" in result.detail
+
+
+async def test_a_quota_refusal_without_a_date_counts_its_window_from_now(
+    api: respx.MockRouter, provider: SendblueProvider
+) -> None:
+    answer(
+        api,
+        httpx.Response(
+            200,
+            json=payload(status="ERROR", error_key="LINE_DAILY_LIMIT_REACHED", date_updated=None),
+        ),
+    )
+    before = datetime.now(timezone.utc)
+    result = await provider.get_status(HANDLE)
+    after = datetime.now(timezone.utc)
+    assert result.not_before is not None
+    assert before + timedelta(days=1) <= result.not_before <= after + timedelta(days=1)
