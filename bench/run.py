@@ -362,6 +362,81 @@ async def mixed_batch(sendblue_info: dict[str, Any], chime_info: dict[str, Any],
     )
 
 
+# -- ceilings of this machine ---------------------------------------------------------------------
+
+
+def ceilings(quick: bool) -> None:
+    """Print, as one JSON line, what bounds every contender on this machine: botocore's own CPU
+    per call with no network at all (build, serialize, SigV4, parse of an empty reply; the floor
+    of any client built on botocore, msgstatus's included), and the CPU one idle wake costs (an
+    event loop or a thread sleeping 20 ms, as every lookup of a 20 ms cell does)."""
+    import botocore.awsrequest
+    import botocore.config
+
+    from msgstatus._transports._botocore import memoize_user_agent
+
+    class NoBody:
+        def stream(self, **_: object) -> Iterator[bytes]:
+            return iter(())
+
+    def placeholder(request: Any, **_: object) -> Any:
+        return botocore.awsrequest.AWSResponse(request.url, 200, {}, NoBody())
+
+    client = _boto3_session().client(
+        "chime-sdk-messaging",
+        endpoint_url="http://127.0.0.1:9",
+        config=botocore.config.Config(retries={"total_max_attempts": 1}),
+    )
+    client.meta.events.register(
+        "before-send.chime-sdk-messaging.GetChannelMessageStatus", placeholder
+    )
+    memoize_user_agent(client)  # as msgstatus's exchange drives the client
+    channel = f"arn:aws:chime:{REGION}:111122223333:app-instance/bench/channel/c"
+    bearer = f"arn:aws:chime:{REGION}:111122223333:app-instance/bench/user/u"
+    calls = 500 if quick else 3000
+    for i in range(100):
+        client.get_channel_message_status(ChannelArn=channel, MessageId=f"w{i}", ChimeBearer=bearer)
+    cpu = _cpu()
+    for i in range(calls):
+        client.get_channel_message_status(ChannelArn=channel, MessageId=f"m{i}", ChimeBearer=bearer)
+    figures = {"botocore": (_cpu() - cpu) / calls * 1000}
+    client.close()
+
+    wakes = 20 if quick else 100
+
+    async def sleeper() -> float:
+        cpu = _cpu()
+        for _ in range(wakes):
+            await anyio.sleep(0.02)
+        return (_cpu() - cpu) / wakes * 1000
+
+    for backend in ("asyncio", "trio"):
+        figures[f"wake-{backend}"] = anyio.run(sleeper, backend=backend)
+    cpu = _cpu()
+    for _ in range(wakes):
+        time.sleep(0.02)
+    figures["wake-thread"] = (_cpu() - cpu) / wakes * 1000
+    print(json.dumps(figures), flush=True)
+
+
+def ceiling_lines(quick: bool) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--ceilings", *(["--quick"] if quick else [])],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+    )
+    figures = json.loads(done.stdout)
+    return [
+        "ceilings of this machine (CPU ms per call or per wake):",
+        f"  botocore alone, no network (build, serialize, SigV4, parse an empty reply): "
+        f"{figures['botocore']:.3f} ms per call",
+        f"  one idle wake after 20 ms asleep: asyncio {figures['wake-asyncio']:.3f}, "
+        f"trio {figures['wake-trio']:.3f}, a thread {figures['wake-thread']:.3f}",
+    ]
+
+
 # -- the driver ----------------------------------------------------------------------------------
 
 
@@ -382,12 +457,28 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
 class Series:
     rates: list[float] = field(default_factory=list)
     cpu_per_1000: list[float] = field(default_factory=list)
+    #: The emulator process's CPU seconds per 1,000 requests while this contender ran (warm-up
+    #: lookups included in the count); empty where /proc is not there.
+    server_cpu_per_1000: list[float] = field(default_factory=list)
+
+    def server_cpu(self) -> float | None:
+        return statistics.median(self.server_cpu_per_1000) if self.server_cpu_per_1000 else None
 
     def rate(self) -> float:
         return statistics.median(self.rates)
 
     def cpu(self) -> float:
         return statistics.median(self.cpu_per_1000)
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of another process (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def lookups_per_run(concurrency: int, latency_ms: int, quick: bool) -> int:
@@ -414,12 +505,19 @@ def measure(
             for _ in range(runs):
                 for name, proc in clients.items():
                     assert proc.stdin is not None and proc.stdout is not None
+                    server_before = process_cpu(server.pid)
                     proc.stdin.write(f"{count} {concurrency}\n")
                     proc.stdin.flush()
                     figures = json.loads(proc.stdout.readline())
+                    server_after = process_cpu(server.pid)
                     entry = series.setdefault((name, concurrency), Series())
                     entry.rates.append(figures["count"] / figures["seconds"])
                     entry.cpu_per_1000.append(figures["cpu"] / figures["count"] * 1000)
+                    if server_before is not None and server_after is not None:
+                        served = figures["count"] + min(concurrency, 8)  # with the warm-up
+                        entry.server_cpu_per_1000.append(
+                            (server_after - server_before) / served * 1000
+                        )
     finally:
         for proc in clients.values():
             assert proc.stdin is not None
@@ -456,7 +554,7 @@ def report(results: dict[tuple[str, int], dict[tuple[str, int], Series]], runs: 
     lines = []
     header = (
         f"{'provider':<9}{'latency':>8}{'conc':>6}  {'contender':<15}{'lookups/s (min-max)':>25}"
-        f"{'CPU s/1000':>12}  ratio of msgstatus (asyncio; trio)"
+        f"{'CPU s/1000':>12}{'emu CPU':>9}  ratio of msgstatus (asyncio; trio)"
     )
     lines.append(header)
     lines.append("-" * len(header))
@@ -477,9 +575,11 @@ def report(results: dict[tuple[str, int], dict[tuple[str, int], Series]], runs: 
                         f"{trio.rate() / entry.rate():.2f}x, {trio.cpu() / entry.cpu():.2f}x"
                     )
                 )
+                server_cpu = entry.server_cpu()
+                emulator = "" if server_cpu is None else f"{server_cpu:.3f}"
                 lines.append(
                     f"{provider:<9}{latency_ms:>6}ms{concurrency:>6}  {name:<15}{spread:>25}"
-                    f"{entry.cpu():>12.3f}  {ratio}"
+                    f"{entry.cpu():>12.3f}{emulator:>9}  {ratio}"
                 )
             for us in OURS:
                 mine = series[(us, concurrency)]
@@ -536,16 +636,23 @@ def report(results: dict[tuple[str, int], dict[tuple[str, int], Series]], runs: 
             if latency_ms == 20 and concurrency == 64:
                 ideal = concurrency / 0.020
                 for us in OURS:
+                    mine = series[(us, concurrency)]
+                    # One event loop is one thread: it cannot do more lookups a second than one
+                    # core's worth of its CPU per lookup, whatever the emulator does.
+                    one_core = 1000 / mine.cpu()
                     targets.append(
                         _target(
                             f"{provider} 20ms c64 {us}: >= 80% of ideal {ideal:.0f}/s",
-                            series[(us, concurrency)].rate() / ideal,
+                            mine.rate() / ideal,
                             0.8,
                         )
+                        + f"; one core's worth of its CPU per lookup: {one_core:.0f}/s"
+                        f" = {one_core / ideal:.0%} of ideal"
                     )
         lines.append("")
     lines.append(
         f"median of {runs} runs; ratio = msgstatus / contender (rate), msgstatus / contender (CPU);"
+        f" emu CPU = the emulator process's CPU s/1000 requests;"
         f" emulator SigV4 check {'skipped' if SKIP_SIGV4 else 'on'}"
     )
     lines.append("")
@@ -574,6 +681,7 @@ def main() -> None:
         "--client", nargs=2, metavar=("PROVIDER", "CONTENDER"), help=argparse.SUPPRESS
     )
     parser.add_argument("--mixed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ceilings", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--emulator-skip-sigv4",
         action="store_true",
@@ -589,6 +697,9 @@ def main() -> None:
         backend = "trio" if args.client[1] in TRIO else "asyncio"
         anyio.run(client_loop, *args.client, backend=backend)
         return
+    if args.ceilings:
+        ceilings(args.quick)
+        return
     if args.mixed:
         sendblue_info, chime_info = (json.loads(sys.stdin.readline()) for _ in range(2))
         anyio.run(mixed_batch, sendblue_info, chime_info, args.mixed)
@@ -603,6 +714,9 @@ def main() -> None:
     print("measuring StatusClient.get_statuses on mixed handles ...", file=sys.stderr, flush=True)
     batch = mixed(args.quick)
     lines = report(results, runs)
+    lines.append("")
+    print("measuring the machine's ceilings ...", file=sys.stderr, flush=True)
+    lines.extend(ceiling_lines(args.quick))
     lines.append("")
     lines.append(
         f"StatusClient.get_statuses, {batch['handles']:.0f} mixed handles (1/4 sendblue found, "

@@ -10,6 +10,7 @@ carrying messages only (never a request header), for the caller to map onto its 
 
 from __future__ import annotations
 
+import math
 import select
 import ssl
 from collections.abc import Sequence
@@ -96,7 +97,7 @@ class Response:
 class Connection:
     """One HTTP/1.1 connection; one request at a time."""
 
-    __slots__ = ("_got_bytes", "_h11", "origin", "reused", "stream")
+    __slots__ = ("_got_bytes", "_h11", "_sock", "origin", "reused", "stream")
 
     def __init__(self, origin: Origin, stream: anyio.abc.ByteStream) -> None:
         self.origin = origin
@@ -104,11 +105,13 @@ class Connection:
         self.reused = False
         self._got_bytes = False
         self._h11 = h11.Connection(our_role=h11.CLIENT)
+        # Looked up once: anyio's typed-attribute lookup costs more than the poll itself.
+        self._sock = stream.extra(SocketAttribute.raw_socket, None)
 
     def dropped(self) -> bool:
         """Whether an idle connection has been closed by the server (or has unexpected bytes
         waiting): its socket is readable. Does not block."""
-        sock = self.stream.extra(SocketAttribute.raw_socket, None)
+        sock = self._sock
         if sock is None or sock.fileno() < 0:
             return True
         try:
@@ -185,13 +188,15 @@ class Connection:
                 "line, has characters HTTP does not allow (the value is not shown)"
             )
         try:
-            if write_timeout is None:
+            if write_timeout is None or write_timeout == math.inf:
                 await self.stream.send(data)
             else:
-                with anyio.fail_after(write_timeout):
+                # A bare CancelScope, not fail_after(): its context manager wrapper doubles the
+                # cost of a scope on asyncio, paid on every request.
+                with anyio.CancelScope(deadline=anyio.current_time() + write_timeout) as scope:
                     await self.stream.send(data)
-        except TimeoutError:
-            raise WriteTimedOut(f"could not send the request within {write_timeout:g} s") from None
+                if scope.cancelled_caught:
+                    raise WriteTimedOut(f"could not send the request within {write_timeout:g} s")
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise ConnectionLost(
                 f"the connection broke while sending ({type(exc).__name__})", before_response=True
@@ -236,10 +241,7 @@ class Connection:
             if event is not h11.NEED_DATA:
                 return event
             try:
-                with anyio.fail_after(read_timeout):
-                    received = await self.stream.receive(_READ_SIZE)
-            except TimeoutError:
-                raise ReadTimedOut(f"no data from the server within {read_timeout:g} s") from None
+                received = await self._receive(read_timeout)
             except anyio.EndOfStream:
                 received = b""
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
@@ -253,6 +255,15 @@ class Connection:
                 conn.receive_data(received)
             except h11.RemoteProtocolError as exc:  # pragma: no cover - h11 defers these
                 raise ConnectionLost(f"the server broke HTTP/1.1 ({exc})") from None
+
+    async def _receive(self, read_timeout: float) -> bytes:
+        if read_timeout == math.inf:
+            return await self.stream.receive(_READ_SIZE)
+        # A bare CancelScope, not fail_after() (see start()).
+        with anyio.CancelScope(deadline=anyio.current_time() + read_timeout):
+            return await self.stream.receive(_READ_SIZE)
+        # Reached only when the scope swallowed its own cancellation: the read timed out.
+        raise ReadTimedOut(f"no data from the server within {read_timeout:g} s")
 
     async def aclose(self) -> None:
         """Close now, whatever the state, without waiting on the peer (cancellation-proof)."""
@@ -322,6 +333,13 @@ class Pool:
         if wait is None:
             await self._semaphore.acquire()
             return
+        try:
+            # A free slot needs no timeout scope (the common case, and the scope costs more
+            # than the rest of the acquisition).
+            self._semaphore.acquire_nowait()
+            return
+        except anyio.WouldBlock:
+            pass
         with anyio.fail_after(wait):
             await self._semaphore.acquire()
 
