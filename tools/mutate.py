@@ -549,15 +549,15 @@ MUTANTS = [
     m(
         "sendblue-refusal-ignored",
         SB,
-        "        if refusal is not None:\n            status = refusal.status",
-        "        if refusal is not None:\n            pass",
+        "    if refusal is not None:\n        status = refusal.status",
+        "    if refusal is not None:\n        pass",
         SENDBLUE,
     ),
     m(
         "sendblue-unknown-error-key-ignored",
         SB,
-        "            self._unknown_keys.lookup(message.error_key)\n            status = MessageStatus.UNKNOWN",
-        "            self._unknown_keys.lookup(message.error_key)",
+        "        unknown_keys.lookup(message.error_key)\n        status = MessageStatus.UNKNOWN",
+        "        unknown_keys.lookup(message.error_key)",
         SENDBLUE,
     ),
     m(
