@@ -142,3 +142,40 @@ def test_a_loop_that_cannot_start_fails_the_first_call_and_close_still_works() -
     client.close()
     with pytest.raises(RuntimeError, match="the SyncStatusClient is closed"):
         client.get_status("sendblue:h1")
+
+
+@pytest.mark.anyio
+async def test_a_second_task_seeing_the_input_end_does_not_strand_the_waiting_one() -> None:
+    """A plain iterable is read on a thread; one task waits on its wake-up socket. When the input
+    ends and another task sees the end first, it must not close that socket under the waiting
+    task (a descriptor closed under wait_readable never wakes it: the batch hung)."""
+    import threading
+
+    import anyio
+
+    from msgstatus._client import _EXHAUSTED, _ReadAhead
+
+    gate = threading.Event()
+
+    def handles() -> Iterator[str]:
+        gate.wait(10)
+        return
+        yield  # a generator that ends once the gate opens
+
+    reader = _ReadAhead(handles())
+    answers: list[object] = []
+
+    async def first() -> None:
+        answers.append(await reader.get())
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            await anyio.wait_all_tasks_blocked()  # first() waits on the wake-up socket
+            gate.set()
+            # Without yielding to the loop (so first() cannot be woken yet), wait until the
+            # thread has seen the end and gone, then ask for the next handle from this task.
+            reader._thread.join(10)
+            assert reader._ended
+            answers.append(await reader.get())
+    assert answers == [_EXHAUSTED, _EXHAUSTED]

@@ -192,7 +192,10 @@ class _ReadAhead:
                     self._cond.notify()
                     return item
                 if self._ended or self._stopped:
-                    self._close_reader()
+                    if self._arrived is None:
+                        # Never while a lead task waits on the socket: closing a descriptor
+                        # under wait_readable() leaves that task waiting forever.
+                        self._close_reader()
                     if self._error is not None:
                         error, self._error = self._error, None
                         raise error
@@ -214,6 +217,8 @@ class _ReadAhead:
                 # Everyone waiting takes what arrived in the same turn of the loop.
                 self._arrived = None
                 arrived.set()
+                if self._stopped:
+                    self._close_reader()  # stop() left the socket to the task waiting on it
 
     def stop(self) -> None:
         """Read no further (the thread ends after the ``next()`` it may be inside)."""
@@ -223,7 +228,8 @@ class _ReadAhead:
             wake, self._waiting = self._waiting, False
         if wake:
             self._wake()
-        else:
+        if self._arrived is None:
+            # Else a task waits on the socket: it closes it once woken (or cancelled).
             self._close_reader()
 
     def _close_reader(self) -> None:
