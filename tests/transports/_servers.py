@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 
@@ -178,3 +179,11 @@ async def until(condition: Callable[[], bool], what: str, limit: float = 20.0) -
         while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.005)
     assert condition(), what
+
+
+def tls_server_context(ca: Any) -> ssl.SSLContext:
+    """A server-side TLS context with a certificate for ``localhost`` issued by ``ca`` (a
+    ``trustme.CA``)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    return context

@@ -135,20 +135,6 @@ def test_a_client_certificate_keeps_botocores_send(server: RawServer, tmp_path: 
 # -- TLS settings from the client -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls_server(ca: trustme.CA) -> Iterator[RawServer]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
-    raw = RawServer("answer", tls=context)
-    yield raw
-    raw.close()
-
-
 def test_verify_false_turns_verification_off() -> None:
     context = ssl_context_for(False)
     assert context.verify_mode is ssl.CERT_NONE

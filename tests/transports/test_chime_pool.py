@@ -3,7 +3,6 @@ servers, keep-alive, TLS verification with a test CA, and the thread path for pr
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,20 +126,6 @@ async def test_a_trickling_server_ends_at_the_attempt_deadline(server: RawServer
 
 
 # -- TLS -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls_server(ca: trustme.CA) -> Iterator[RawServer]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
-    raw = RawServer("answer", tls=context)
-    yield raw
-    raw.close()
 
 
 @pytest.fixture

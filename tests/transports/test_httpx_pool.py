@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 import trustme
-from _servers import RawServer, until
+from _servers import RawServer, tls_server_context, until
 
 from msgstatus import (
     MsgStatusError,
@@ -136,16 +136,9 @@ async def test_the_decoded_body_cap(server: RawServer, encoding: str) -> None:
     assert server.connections == 2
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def tls_server(ca: trustme.CA) -> Iterator[RawServer]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(context)
-    raw = RawServer("canned", tls=context, canned=_canned(STATUS))
+    raw = RawServer("canned", tls=tls_server_context(ca), canned=_canned(STATUS))
     yield raw
     raw.close()
 
