@@ -8,7 +8,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -187,3 +187,18 @@ def tls_server_context(ca: Any) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(context)
     return context
+
+
+async def cancel_in_rounds(
+    server: RawServer, request: Callable[[str], Awaitable[object]], *, bound: int
+) -> None:
+    """Ten times: start 100 requests (``request(name)``, names ``r<round>m<i>``), wait until
+    ``bound`` of them are at ``server``, cancel them all, and wait until every connection they
+    had is closed."""
+    for round_ in range(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(request, f"r{round_}m{i}")
+            await until(lambda: server.active == bound, f"{bound} requests at the server")
+            tg.cancel_scope.cancel()
+        await until(lambda: server.active == 0, "every cancelled request's connection closed")

@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 import trustme
-from _servers import RawServer, tls_server_context, until
+from _servers import RawServer, cancel_in_rounds, tls_server_context, until
 
 from msgstatus import (
     MsgStatusError,
@@ -80,13 +80,9 @@ async def test_keep_alive_and_the_bound_on_connections(server: RawServer) -> Non
 async def test_a_thousand_cancelled_requests_leak_no_slot(server: RawServer) -> None:
     transport = PoolTransport(max_connections=4)
     async with httpx.AsyncClient(transport=transport) as client:
-        for round_ in range(10):
-            async with anyio.create_task_group() as tg:
-                for i in range(100):
-                    tg.start_soon(client.get, f"{server.url}/api/status?handle=r{round_}m{i}")
-                await until(lambda: server.active == 4, "4 requests at the server")
-                tg.cancel_scope.cancel()
-            await until(lambda: server.active == 0, "every cancelled request's connection closed")
+        await cancel_in_rounds(
+            server, lambda name: client.get(f"{server.url}/api/status?handle={name}"), bound=4
+        )
         assert server.max_active == 4
         assert server.closed_by_client == server.connections == len(server.requests) == 40
         async with anyio.create_task_group() as tg:
