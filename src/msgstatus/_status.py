@@ -205,10 +205,18 @@ def nesting_exceeds(value: object, limit: int) -> bool:
     return False
 
 
+class _BoundedRaw(dict):  # type: ignore[type-arg]
+    """What :func:`bounded_raw` returns: already within the limits, so that a provider which
+    bounds a payload before working on it does not have it walked again by ``StatusResult``'s
+    validator. pydantic stores a plain ``dict`` copy; only msgstatus makes these."""
+
+    __slots__ = ()
+
+
 def _copy_within_limits(payload: Mapping[Any, Any]) -> dict[str, Any] | None:
     """A copy of ``payload`` with clean text, or None as soon as it is past a raw limit. The
     work is bounded by the limits, whatever the payload's size or depth."""
-    root: dict[str, Any] = {}
+    root: dict[str, Any] = _BoundedRaw()
     stack: list[tuple[Any, Any, int]] = [(payload, root, 1)]
     values, size = 1, 2
     while stack:
@@ -254,12 +262,14 @@ def bounded_raw(payload: object) -> object:
     text (cut to 256 characters), number, boolean and null fields within the same limits, plus
     ``RAW_TRUNCATED_KEY: True``. Lone surrogates become U+FFFD. Anything but a mapping is left
     for validation to refuse."""
+    if type(payload) is _BoundedRaw:
+        return payload
     if not isinstance(payload, Mapping):
         return payload
     whole = _copy_within_limits(payload)
     if whole is not None:
         return whole
-    kept: dict[str, Any] = {}
+    kept: dict[str, Any] = _BoundedRaw()
     size = _json_size(RAW_TRUNCATED_KEY) + 10
     for examined, (key, value) in enumerate(payload.items()):
         if examined >= 4 * MAX_RAW_VALUES or len(kept) >= MAX_RAW_VALUES - 1:

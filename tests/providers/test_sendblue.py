@@ -7,7 +7,7 @@ import json
 import logging
 import ssl
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -687,6 +687,39 @@ async def test_raw_never_contains_the_secret(
     assert result.raw["echo"] == "[redacted]"
     assert result.detail == "you sent [redacted]"
     assert result.status is MessageStatus.DELIVERED
+
+
+def _escaped(text: str) -> str:
+    return "".join(f"\\u{ord(char):04x}" for char in text)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # The secret spelled with JSON escapes: no byte of the body is the secret's own.
+        lambda: (
+            f'{{"status": "DELIVERED", "message_handle": "{HANDLE}", "echo": "{_escaped(SECRET)}",'
+            f' "{_escaped(SECRET)}": 1}}'
+        ).encode(),
+        # The whole body in UTF-16 or UTF-32 (json.loads reads those too).
+        lambda: json.dumps(payload(echo=SECRET, **{SECRET: 1})).encode("utf-16"),
+        lambda: json.dumps(payload(echo=SECRET, **{SECRET: 1})).encode("utf-32-le"),
+        # The plain case, with a UTF-8 byte order mark.
+        lambda: b"\xef\xbb\xbf" + json.dumps(payload(echo=SECRET, **{SECRET: 1})).encode(),
+    ],
+    ids=["json-escapes", "utf-16", "utf-32-le", "utf-8-bom"],
+)
+async def test_an_echoed_secret_is_redacted_however_the_body_spells_it(
+    api: respx.MockRouter, provider: SendblueProvider, body: Callable[[], bytes]
+) -> None:
+    # The provider skips the scrub only when the body's bytes cannot hold the secret: a
+    # spelling without the secret's own bytes must still be scrubbed.
+    answer(api, httpx.Response(200, content=body(), headers={"content-type": "application/json"}))
+    result = await provider.get_status(HANDLE)
+    assert result.status is MessageStatus.DELIVERED
+    assert SECRET not in result.model_dump_json()
+    assert result.raw["echo"] == "[redacted]"
+    assert "[redacted]" in result.raw
 
 
 def test_a_short_secret_is_redacted_only_as_a_whole_value() -> None:

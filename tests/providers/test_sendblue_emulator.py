@@ -361,14 +361,23 @@ async def test_no_secret_in_any_log_over_real_http(
                 errors.append(caught.value)
                 sendblue_emulator.clear_faults()
         sendblue_emulator.api_secret = "rotated"
-        async with SendblueProvider(
-            "test-key", secret, base_url=sendblue_emulator.base_url, retry=FAST
-        ) as stale:
+        # A client of the caller's goes through httpx's send(), which logs each request.
+        async with (
+            httpx.AsyncClient() as http_client,
+            SendblueProvider(
+                "test-key",
+                secret,
+                base_url=sendblue_emulator.base_url,
+                retry=FAST,
+                http_client=http_client,
+            ) as stale,
+        ):
             with pytest.raises(AuthenticationError) as caught:
                 await stale.get_status(handle)
             errors.append(caught.value)
     loggers = {record.name.split(".")[0] for record in caplog.records}
-    # The capture saw both (the provider's own transport, msgstatus's pool, logs nothing).
+    # The capture saw both (the provider's own client logs nothing through httpx: its lookups go
+    # straight to msgstatus's pool, which logs nothing either).
     assert {"httpx", "msgstatus"} <= loggers
     assert secret not in caplog.text
     for error in errors:
