@@ -38,6 +38,7 @@ from msgstatus._providers.sendblue import (
     MAX_RESPONSE_BYTES,
     SENDBLUE_FINAL_STATUSES,
     SENDBLUE_STATUS_MAP,
+    _lookup_url_maker,
 )
 from msgstatus._retry import parse_retry_after
 from msgstatus._transports._httpx import PoolTransport
@@ -1075,3 +1076,24 @@ async def test_a_quota_refusal_without_a_date_counts_its_window_from_now(
     after = datetime.now(timezone.utc)
     assert result.not_before is not None
     assert before + timedelta(days=1) <= result.not_before <= after + timedelta(days=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    target=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40),
+    base=st.sampled_from(
+        [BASE, "http://127.0.0.1:8080", "https://proxy.example/sendblue", "https://[::1]:8443"]
+    ),
+)
+def test_the_lookup_url_is_the_one_httpx_builds_from_params(target: str, base: str) -> None:
+    # The provider's own client builds its lookup URL without httpx's parser: it must be the
+    # URL httpx builds from params={"handle": ...} (as build_request does), for any handle text.
+    status_url = httpx.URL(f"{base}/api/status")
+    make = _lookup_url_maker(status_url)
+    assert make.__name__ == "short"  # the short way is the one in use with this httpx
+    expected = httpx.Request("GET", status_url, params={"handle": target})
+    url = make(target)
+    assert str(url) == str(expected.url)
+    assert url.raw_path == expected.url.raw_path
+    assert url == expected.url
+    assert url.params["handle"] == target
