@@ -1,4 +1,4 @@
-"""An HTTP/1.1 keep-alive connection pool over anyio streams, framed with h11.
+"""An HTTP/1.1 keep-alive connection pool over anyio streams, framed by :mod:`._http11`.
 
 One pool belongs to one event loop (its semaphore and streams do). It bounds exactly: at most
 ``max_connections`` requests are in flight and at most that many connections are open, because a
@@ -19,8 +19,9 @@ from types import TracebackType
 
 import anyio
 import anyio.abc
-import h11
 from anyio.abc import SocketAttribute
+
+from msgstatus._transports import _http11
 
 __all__ = [
     "BodyTooLarge",
@@ -97,14 +98,14 @@ class Response:
 class Connection:
     """One HTTP/1.1 connection; one request at a time."""
 
-    __slots__ = ("_got_bytes", "_h11", "_sock", "origin", "reused", "stream")
+    __slots__ = ("_got_bytes", "_reader", "_sock", "origin", "reused", "stream")
 
     def __init__(self, origin: Origin, stream: anyio.abc.ByteStream) -> None:
         self.origin = origin
         self.stream = stream
         self.reused = False
         self._got_bytes = False
-        self._h11 = h11.Connection(our_role=h11.CLIENT)
+        self._reader = _http11.ResponseReader()
         # Looked up once: anyio's typed-attribute lookup costs more than the poll itself.
         self._sock = stream.extra(SocketAttribute.raw_socket, None)
 
@@ -127,8 +128,8 @@ class Connection:
         return bool(readable)
 
     def reusable(self) -> bool:
-        # start_next_cycle() put both sides back to IDLE after a clean, kept-alive exchange.
-        return self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
+        """The last exchange ended cleanly and the server keeps the connection alive."""
+        return self._reader.reusable()
 
     async def request(
         self,
@@ -169,20 +170,16 @@ class Connection:
         the body with :meth:`next_chunk`. The request's bytes are written before the first
         checkpoint. Raises ConnectionLost or ReadTimedOut (WriteTimedOut with ``write_timeout``);
         after any exception the connection must be closed."""
-        conn = self._h11
         self._got_bytes = False
         refused = False
         try:
-            data = conn.send(h11.Request(method=method, target=target, headers=headers))
-            if body:
-                data += conn.send(h11.Data(data=body))
-            data += conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError:
+            data = _http11.request_bytes(method, target, headers, body)
+            self._reader.expect(method)
+        except _http11.LocalProtocolError:
             refused = True
         if refused:
-            # h11's message quotes the offending value, which may be a credential (a session
-            # token with a newline): say what failed, never the value, and raise outside the
-            # except block so that h11's error is not even the __context__.
+            # Say what failed, never the value (a session token with a newline is a
+            # credential), and raise outside the except block: no __context__ either.
             raise PoolError(
                 "the request cannot be sent as HTTP/1.1: a header name or value, or the request "
                 "line, has characters HTTP does not allow (the value is not shown)"
@@ -201,60 +198,53 @@ class Connection:
             raise ConnectionLost(
                 f"the connection broke while sending ({type(exc).__name__})", before_response=True
             ) from None
+        reader = self._reader
         while True:
-            event = await self._next_event(read_timeout)
-            if isinstance(event, h11.Response):
-                return event.status_code, event.headers
-            if isinstance(event, h11.ConnectionClosed):
-                raise ConnectionLost(
-                    "the server closed the connection without a response",
-                    before_response=not self._got_bytes,
-                )
-            # InformationalResponse (1xx): keep reading for the final response.
+            try:
+                head = reader.head()
+            except _http11.RemoteProtocolError as exc:
+                raise self._broke(exc) from None
+            if head is not _http11.NEED_DATA:
+                assert isinstance(head, _http11.Head)
+                return head.status, head.headers
+            await self._fill(read_timeout)
 
     async def next_chunk(self, read_timeout: float) -> bytes | None:
         """The next piece of the response body, or None at its end (then the connection is
         ready for its next request if the server keeps it alive)."""
+        reader = self._reader
         while True:
-            event = await self._next_event(read_timeout)
-            if isinstance(event, h11.Data):
-                return bytes(event.data)
-            if isinstance(event, h11.EndOfMessage):
-                conn = self._h11
-                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-                    conn.start_next_cycle()
-                    self.reused = True
+            try:
+                piece = reader.body()
+            except _http11.RemoteProtocolError as exc:
+                raise self._broke(exc) from None
+            if piece is None:
+                self.reused = self.reused or reader.reusable()
                 return None
-            if isinstance(event, h11.ConnectionClosed):  # pragma: no cover - h11 raises first
-                raise ConnectionLost("the server closed the connection mid-response")
+            if piece is not _http11.NEED_DATA:
+                assert isinstance(piece, bytes)
+                return piece
+            await self._fill(read_timeout)
 
-    async def _next_event(self, read_timeout: float) -> object:
-        conn = self._h11
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise ConnectionLost(
-                    f"the server broke HTTP/1.1 ({exc})",
-                    before_response=not self._got_bytes,
-                ) from None
-            if event is not h11.NEED_DATA:
-                return event
-            try:
-                received = await self._receive(read_timeout)
-            except anyio.EndOfStream:
-                received = b""
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                raise ConnectionLost(
-                    f"the connection broke while reading ({type(exc).__name__})",
-                    before_response=not self._got_bytes,
-                ) from None
-            if received:
-                self._got_bytes = True
-            try:
-                conn.receive_data(received)
-            except h11.RemoteProtocolError as exc:  # pragma: no cover - h11 defers these
-                raise ConnectionLost(f"the server broke HTTP/1.1 ({exc})") from None
+    def _broke(self, exc: _http11.RemoteProtocolError) -> ConnectionLost:
+        return ConnectionLost(
+            f"the server broke HTTP/1.1 ({exc})", before_response=not self._got_bytes
+        )
+
+    async def _fill(self, read_timeout: float) -> None:
+        """Read what the server sent next into the reader (the end of the stream included)."""
+        try:
+            received = await self._receive(read_timeout)
+        except anyio.EndOfStream:
+            received = b""
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise ConnectionLost(
+                f"the connection broke while reading ({type(exc).__name__})",
+                before_response=not self._got_bytes,
+            ) from None
+        if received:
+            self._got_bytes = True
+        self._reader.feed(received)
 
     async def _receive(self, read_timeout: float) -> bytes:
         if read_timeout == math.inf:
