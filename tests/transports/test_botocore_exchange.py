@@ -21,6 +21,8 @@ import pytest
 import trustme
 from _servers import RawServer
 from botocore.stub import Stubber
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from msgstatus import (
     ChimeHandle,
@@ -320,3 +322,25 @@ async def test_a_request_moved_to_another_origin_does_not_use_the_held_connectio
         exchange.close()
         client.close()
         elsewhere.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    endpoint=st.sampled_from(
+        [
+            "https://messaging-chime.us-east-1.amazonaws.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8443",
+            "https://host.example:443",
+            "HTTPS://Host.Example",
+        ]
+    ),
+    path=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40),
+)
+def test_the_cached_origin_split_is_urlsplits(endpoint: str, path: str) -> None:
+    # The exchange looks each endpoint's origin up once and takes the rest of the URL as the
+    # request target: for any URL it must give what urlsplit gives.
+    exchange = BotocoreExchange.__new__(BotocoreExchange)
+    exchange._prefixes = {}
+    for url in (f"{endpoint}/{path}", f"{endpoint}/{path}", endpoint):
+        assert exchange._split(url) == _origin_and_host(url)

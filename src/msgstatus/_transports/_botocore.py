@@ -198,6 +198,7 @@ class BotocoreExchange:
         # The origin of the last request sent: known once a real request went out, so later
         # attempts take their connection before signing.
         self._origin: Origin | None = None
+        self._prefixes: dict[str, tuple[Origin, str]] = {}
         self._unique_id = f"msgstatus-capture-{id(self)}"
         client.meta.events.register(
             f"before-send.{service_id}.{self._operation_name}",
@@ -290,7 +291,7 @@ class BotocoreExchange:
                     await pool.release(conn)
                     conn = None
                 return answered
-            origin, host, target = _origin_and_host(request.url)
+            origin, host, target = self._split(request.url)
             if conn is not None and conn.origin != origin:
                 await pool.release(conn)
                 conn = None
@@ -326,6 +327,21 @@ class BotocoreExchange:
                 await pool.discard(conn)
             raise
         return self._parse(response.status, response.headers, response.body)
+
+    def _split(self, url: str) -> tuple[Origin, str, str]:
+        """:func:`_origin_and_host` of ``url``, its origin part looked up once per endpoint: only
+        the path differs between lookups (urlsplit of each whole URL was ~1% of a lookup)."""
+        start = url.find("/", url.find("://") + 3)
+        if start < 0 or "#" in url:
+            return _origin_and_host(url)
+        prefix = url[:start]
+        known = self._prefixes.get(prefix)
+        if known is None:
+            if len(self._prefixes) >= 16:
+                self._prefixes.clear()
+            origin, host, _ = _origin_and_host(prefix + "/")
+            known = self._prefixes[prefix] = (origin, host)
+        return known[0], known[1], url[start:]
 
     def _parse(self, status: int, raw_headers: Any, body: bytes) -> Mapping[str, Any]:
         from botocore.awsrequest import HeadersDict
