@@ -324,7 +324,7 @@ async def test_a_request_moved_to_another_origin_does_not_use_the_held_connectio
         elsewhere.close()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     endpoint=st.sampled_from(
         [
@@ -342,5 +342,5 @@ def test_the_cached_origin_split_is_urlsplits(endpoint: str, path: str) -> None:
     # request target: for any URL it must give what urlsplit gives.
     exchange = BotocoreExchange.__new__(BotocoreExchange)
     exchange._prefixes = {}
-    for url in (f"{endpoint}/{path}", f"{endpoint}/{path}", endpoint):
+    for url in (f"{endpoint}/{path}", f"{endpoint}/{path}", f"{endpoint}/{path}?", endpoint):
         assert exchange._split(url) == _origin_and_host(url)

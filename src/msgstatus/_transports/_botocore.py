@@ -341,7 +341,10 @@ class BotocoreExchange:
                 self._prefixes.clear()
             origin, host, _ = _origin_and_host(prefix + "/")
             known = self._prefixes[prefix] = (origin, host)
-        return known[0], known[1], url[start:]
+        target = url[start:]
+        if target.find("?") == len(target) - 1:
+            target = target[:-1]  # an empty query, which urlsplit drops
+        return known[0], known[1], target
 
     def _parse(self, status: int, raw_headers: Any, body: bytes) -> Mapping[str, Any]:
         from botocore.awsrequest import HeadersDict
