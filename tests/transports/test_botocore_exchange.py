@@ -294,6 +294,76 @@ async def test_a_stubbed_answer_gives_the_held_connection_back(server: RawServer
 
 
 @pytest.mark.anyio
+async def test_a_before_send_handler_that_answers_is_the_answer(server: RawServer) -> None:
+    """A ``before-send`` handler returning a response (as moto's does) answers the call as it
+    would without msgstatus: nothing goes over the pool, and the held connection goes back."""
+    from botocore.awsrequest import AWSResponse
+
+    class Body:
+        def stream(self, **_: object) -> Iterator[bytes]:
+            yield b'{"Status": {"Value": "READ"}}'
+
+    def answer(request: Any, **_: object) -> Any:
+        return AWSResponse(request.url, 200, {}, Body())
+
+    client = _client(server.url)
+    exchange = BotocoreExchange(client, "get_channel_message_status")
+    pool = exchange.new_pool(2)
+    try:
+        await exchange.call(pool, PARAMS, 10.0)
+        client.meta.events.register(
+            "before-send.chime-sdk-messaging.GetChannelMessageStatus", answer
+        )
+        assert (await exchange.call(pool, PARAMS, 10.0))["Status"] == {"Value": "READ"}
+        assert len(server.requests) == 1
+        assert (pool.open_connections, pool.idle_connections()) == (1, 1)
+    finally:
+        await pool.aclose()
+        exchange.close()
+        client.close()
+
+
+@pytest.mark.anyio
+async def test_a_lookup_is_no_error_to_the_clients_handlers(server: RawServer) -> None:
+    """The call ends at botocore's send with a BaseException: no ``after-call-error`` handler
+    sees it as a failure, and the next call of the same client from a thread (no capture)
+    goes through botocore's own send."""
+    client = _client(server.url)
+    failures: list[object] = []
+    client.meta.events.register(
+        "after-call-error.chime-sdk-messaging.GetChannelMessageStatus",
+        lambda exception, **_: failures.append(exception),
+    )
+    exchange = BotocoreExchange(client, "get_channel_message_status")
+    pool = exchange.new_pool(2)
+    try:
+        for _ in range(3):
+            assert (await exchange.call(pool, PARAMS, 10.0))["Status"] == {"Value": "SENT"}
+        answer = await anyio.to_thread.run_sync(lambda: client.get_channel_message_status(**PARAMS))
+        assert answer["Status"] == {"Value": "SENT"}
+        assert failures == []
+        assert len(server.requests) == 4
+    finally:
+        await pool.aclose()
+        exchange.close()
+        client.close()
+
+
+def test_the_clients_own_send_comes_back_with_the_last_exchange(server: RawServer) -> None:
+    client = _client(server.url)
+    own = client._endpoint._send
+    first = BotocoreExchange(client, "get_channel_message_status")
+    second = BotocoreExchange(client, "get_channel_message_status")
+    assert client._endpoint._send is not own  # one wrapper, shared
+    first.close()
+    first.close()
+    assert client._endpoint._send is not own
+    second.close()
+    assert client._endpoint._send == own
+    client.close()
+
+
+@pytest.mark.anyio
 async def test_a_request_moved_to_another_origin_does_not_use_the_held_connection(
     server: RawServer,
 ) -> None:
