@@ -5,10 +5,11 @@ that moves the request), against loopback servers."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -271,32 +272,19 @@ async def test_a_validation_error_gives_the_held_connection_back(server: RawServ
         client.close()
 
 
-@pytest.mark.anyio
-async def test_a_stubbed_answer_gives_the_held_connection_back(server: RawServer) -> None:
-    client = _client(server.url)
-    exchange = BotocoreExchange(client, "get_channel_message_status")
-    pool = exchange.new_pool(2)
-    try:
-        await exchange.call(pool, PARAMS, 10.0)
-        with Stubber(client) as stub:
-            stub.add_response(
-                "get_channel_message_status", {"Status": {"Value": "READ"}}, expected_params=PARAMS
-            )
-            answer = await exchange.call(pool, PARAMS, 10.0)
-            stub.assert_no_pending_responses()
-        assert answer["Status"] == {"Value": "READ"}
-        assert len(server.requests) == 1
-        assert (pool.open_connections, pool.idle_connections()) == (1, 1)
-    finally:
-        await pool.aclose()
-        exchange.close()
-        client.close()
+@contextlib.contextmanager
+def _stubbed(client: Any) -> Iterator[None]:
+    with Stubber(client) as stub:
+        stub.add_response(
+            "get_channel_message_status", {"Status": {"Value": "READ"}}, expected_params=PARAMS
+        )
+        yield
+        stub.assert_no_pending_responses()
 
 
-@pytest.mark.anyio
-async def test_a_before_send_handler_that_answers_is_the_answer(server: RawServer) -> None:
-    """A ``before-send`` handler returning a response (as moto's does) answers the call as it
-    would without msgstatus: nothing goes over the pool, and the held connection goes back."""
+@contextlib.contextmanager
+def _answered_before_send(client: Any) -> Iterator[None]:
+    """A ``before-send`` handler returning a response, as moto's does."""
     from botocore.awsrequest import AWSResponse
 
     class Body:
@@ -306,15 +294,27 @@ async def test_a_before_send_handler_that_answers_is_the_answer(server: RawServe
     def answer(request: Any, **_: object) -> Any:
         return AWSResponse(request.url, 200, {}, Body())
 
+    event = "before-send.chime-sdk-messaging.GetChannelMessageStatus"
+    client.meta.events.register(event, answer)
+    yield
+    client.meta.events.unregister(event, answer)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("answering", [_stubbed, _answered_before_send], ids=["stubber", "handler"])
+async def test_an_answer_from_inside_botocore_is_the_answer(
+    server: RawServer, answering: Callable[[Any], contextlib.AbstractContextManager[None]]
+) -> None:
+    """botocore's Stubber or a ``before-send`` handler answers the call as it would without
+    msgstatus: nothing goes over the pool, and the connection held for it goes back."""
     client = _client(server.url)
     exchange = BotocoreExchange(client, "get_channel_message_status")
     pool = exchange.new_pool(2)
     try:
         await exchange.call(pool, PARAMS, 10.0)
-        client.meta.events.register(
-            "before-send.chime-sdk-messaging.GetChannelMessageStatus", answer
-        )
-        assert (await exchange.call(pool, PARAMS, 10.0))["Status"] == {"Value": "READ"}
+        with answering(client):
+            answer = await exchange.call(pool, PARAMS, 10.0)
+        assert answer["Status"] == {"Value": "READ"}
         assert len(server.requests) == 1
         assert (pool.open_connections, pool.idle_connections()) == (1, 1)
     finally:
