@@ -157,6 +157,10 @@ BROKEN = [
     pytest.param(b"HTTP/1.1 200 OK\r\nName: a\x00b\r\n\r\n", id="nul-in-value"),
     pytest.param(b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n", id="fold-first"),
     pytest.param(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", id="upgrade"),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad trailer\r\n\r\n",
+        id="bad-trailer",
+    ),
 ]
 
 
@@ -174,6 +178,44 @@ def test_an_oversized_head_is_refused() -> None:
     reader.feed(b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * MAX_HEAD)
     with pytest.raises(RemoteProtocolError, match="over"):
         reader.head()
+
+
+def test_a_folded_header_line_is_unfolded_as_h11_unfolds_it() -> None:
+    response = [b"HTTP/1.1 200 OK\r\nX-A: one\r\n  two\r\n\tthree\r\nContent-Length: 0\r\n\r\n"]
+    assert read_with_ours(response) == read_with_h11(response)
+    assert (b"x-a", b"one two three") in read_with_ours(response).headers
+
+
+def test_chunked_with_a_content_length_is_read_chunked_and_not_kept() -> None:
+    # h11 reads it chunked and would keep the connection; RFC 9112 §6.3 says such a message may
+    # be a smuggling attempt, so the connection is not trusted with another request.
+    response = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+        b"2\r\nab\r\n0\r\n\r\n"
+    ]
+    ours, theirs = read_with_ours(response), read_with_h11(response)
+    assert (ours.status, ours.headers, ours.body) == (theirs.status, theirs.headers, theirs.body)
+    assert ours.body == b"ab"
+    assert not ours.keep_alive
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * MAX_HEAD + b"\r\n\r\n", id="head"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * (MAX_HEAD + 1),
+            id="chunk-line",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + b"x" * MAX_HEAD + b"\r\n",
+            id="chunk-line-ended",
+        ),
+    ],
+)
+def test_a_line_over_the_cap_is_refused_whole_or_not(response: bytes) -> None:
+    with pytest.raises(RemoteProtocolError, match="over"):
+        read_with_ours([response])
 
 
 def test_bytes_after_a_response_make_the_connection_unusable() -> None:
@@ -233,6 +275,11 @@ def test_a_request_is_the_bytes_h11_writes(
         pytest.param([(b"x-no-host", b"v")], b"", id="no-host"),
         pytest.param([(b"host", b"x"), (b"host", b"y")], b"", id="two-hosts"),
         pytest.param([(b"host", b"x"), (b"content-length", b"9")], b"abc", id="wrong-length"),
+        pytest.param(
+            [(b"host", b"x"), (b"content-length", b"3"), (b"content-length", b"4")],
+            b"abc",
+            id="two-lengths",
+        ),
         pytest.param([(b"host", b"x"), (b"transfer-encoding", b"chunked")], b"a", id="te"),
     ],
 )
