@@ -131,11 +131,6 @@ class ResponseReader:
         #: Whether the connection may carry another request once this response is read.
         self.keep_alive = True
 
-    @property
-    def done(self) -> bool:
-        """The whole response is read (or none was expected yet)."""
-        return self._state == _DONE
-
     def reusable(self) -> bool:
         """The connection may carry the next request: the response is read, the server keeps the
         connection alive, and nothing arrived that no request asked for."""
