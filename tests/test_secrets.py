@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import boto3
+import httpx
 import pytest
 
 from msgstatus import (
@@ -195,6 +196,20 @@ async def test_lookups_errors_and_faults_never_show_a_secret(
         faulted = await client.get_statuses(handles * 30, refresh=True)
         for emulator in (emulators.sendblue, emulators.chime):
             emulator.clear_faults()
+    # A client of the caller's goes through httpx's send(), which logs each request (the
+    # provider's own client sends straight to msgstatus's pool, and neither logs).
+    async with (
+        httpx.AsyncClient() as http_client,
+        SendblueProvider(
+            SENDBLUE_KEY,
+            SENDBLUE_SECRET,
+            base_url=emulators.sendblue.base_url,
+            retry=FAST,
+            http_client=http_client,
+        ) as borrowed,
+    ):
+        for key in ("sendblue ok", "sendblue echo"):
+            outcomes.append(await borrowed.get_status(emulators.handles[key]))
     errors = [o for o in [*outcomes, *faulted] if isinstance(o, MsgStatusError)]
     errors += [waited.value, down.value]
     assert {type(e).__name__ for e in errors} >= {
@@ -213,10 +228,8 @@ async def test_lookups_errors_and_faults_never_show_a_secret(
             seen.append(outcome.model_dump_json())
     assert_no_secret(seen)
     assert any("echo [redacted]" in text for text in seen)  # the echo came back, scrubbed
-    # The libraries underneath did log at DEBUG, so the capture saw what a debug log would show
-    # (the Sendblue provider's own client sends straight to msgstatus's pool, and neither logs;
-    # httpx's own logging of a borrowed client is scanned in test_sendblue_emulator.py).
-    assert {"msgstatus.client", "botocore.auth"} <= captured.names
+    # The libraries underneath did log at DEBUG, so the capture saw what a debug log would show.
+    assert {"msgstatus.client", "httpx", "botocore.auth"} <= captured.names
     assert any("CanonicalRequest" in text or "StringToSign" in text for text in captured.texts)
     assert_no_secret(captured.texts)
 
