@@ -313,9 +313,8 @@ def _lookup_url_maker(base: httpx.URL) -> Callable[[str], httpx.URL]:
 
     probe = "msgstatus probe/+?&=%\u00e9#"
     try:
-        same = str(short(probe)) == str(parsed(probe)) and (
-            short(probe).raw_path == parsed(probe).raw_path
-        )
+        mine, theirs = short(probe), parsed(probe)
+        same = str(mine) == str(theirs) and mine.raw_path == theirs.raw_path
     except Exception:  # pragma: no cover - the same: another httpx
         same = False
     return short if same else parsed
@@ -720,11 +719,16 @@ class SendblueProvider(BaseProvider):
     def _normalize(
         self, payload: Mapping[str, Any], native: str, *, body: bytes | None = None
     ) -> StatusResult:
-        secret: str | None = self._secret.reveal()
-        if body is not None and secret is not None and not _may_hold(body, secret):
-            secret = None  # nothing to scrub: the payload cannot hold it
+        secret = self._secret.reveal()
+        # Nothing to scrub when the body's bytes cannot hold the secret.
+        scrub = body is None or _may_hold(body, secret)
         return _normalize_payload(
-            payload, native, self._table, self._unknown_keys, self._result, secret=secret
+            payload,
+            native,
+            self._table,
+            self._unknown_keys,
+            self._result,
+            secret=secret if scrub else None,
         )
 
     @staticmethod
