@@ -186,6 +186,8 @@ async def test_sending_on_a_closed_connection_is_a_connection_lost_before_respon
             assert conn.dropped()
             with pytest.raises(ConnectionLost, match="broke while sending") as caught:
                 await conn.request(*GET, read_timeout=5.0, max_body=100)
+            with pytest.raises(anyio.ClosedResourceError):
+                await conn.stream.receive()
             await pool.discard(conn)
         assert pool.open_connections == 0
         await pool.aclose()

@@ -10,7 +10,7 @@ import pytest
 from test_pool_errors import GET, Seen, bounded, read_request, serving
 
 from msgstatus._transports import _aio
-from msgstatus._transports._pool import ConnectionLost, Pool
+from msgstatus._transports._pool import Pool
 
 pytestmark = pytest.mark.anyio
 
@@ -109,20 +109,6 @@ async def test_bytes_the_server_sent_unasked_make_an_idle_connection_dropped() -
         seen.closed.set()
         await pool.aclose()
     assert seen.connections == 2
-
-
-async def test_a_stream_closed_here_refuses_reads_and_writes() -> None:
-    async with serving(big_reply) as (origin, _seen):
-        pool = Pool(1, connect_timeout=5.0)
-        async with pool.slot:
-            conn = await pool.connection(origin)
-            await conn.stream.aclose()
-            with pytest.raises(ConnectionLost, match="broke while sending"):
-                await conn.request(*GET, read_timeout=5.0, max_body=BIG)
-            with pytest.raises(anyio.ClosedResourceError):
-                await conn.stream.receive()
-            await pool.discard(conn)
-        await pool.aclose()
 
 
 async def test_on_asyncio_the_pool_reads_through_its_own_protocol(anyio_backend_name: str) -> None:
