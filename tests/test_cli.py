@@ -452,8 +452,6 @@ def _exports(lines: list[str]) -> dict[str, str]:
 
 
 def test_emulate_serves_what_its_exports_point_at(tmp_path: Path) -> None:
-    import signal
-
     from msgstatus._emulate import SEEDS
 
     handles = tmp_path / "handles.csv"
@@ -472,33 +470,54 @@ def test_emulate_serves_what_its_exports_point_at(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test run started in the background of a shell inherits SIGINT ignored, and Python
+        # then keeps it ignored: Ctrl-C is what this test sends, so give the child the default.
+        preexec_fn=_default_sigint,
     ) as emulate:
-        assert emulate.stdout is not None
-        printed: list[str] = []
-        while not printed or not printed[-1].startswith("Serving until interrupted"):
-            line = emulate.stdout.readline()
-            assert line, emulate.stderr.read() if emulate.stderr else "emulate ended"
-            printed.append(line.rstrip("\n"))
-        exports = _exports(printed)
-        assert set(exports) >= {"SENDBLUE_BASE_URL", "AWS_REGION", "MSGSTATUS_CHIME_BEARER"}
-        for url in (exports["SENDBLUE_BASE_URL"], exports["AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING"]):
-            assert url.startswith("http://127.0.0.1:")
-        # Only the printed exports (plus PATH and the like): no other configuration.
-        env = _base_env() | exports
-        run = partial_run(env)
-        checked = run("check", "--json", str(handles))
-        assert checked.returncode == 0, checked.stderr
-        rows = [json.loads(line) for line in checked.stdout.splitlines()]
-        assert len(rows) == 3 * len(SEEDS)
-        assert {row["error_type"] for row in rows} == {None}
-        actions = {row["action"] for row in rows}
-        assert {"SKIP", "WAIT", "RESEND", "BLOCKED"} <= actions
-        chime = next(row["handle"] for row in rows if row["handle"].startswith("chime:"))
-        got = run("get", chime)
-        assert got.returncode == 0, got.stderr
-        emulate.send_signal(signal.SIGINT)
-        emulate.communicate(timeout=30)
+        try:
+            _check_emulate(emulate, handles)
+        finally:
+            if emulate.poll() is None:
+                emulate.kill()  # a failed check must not leave the with block waiting forever
     assert emulate.returncode == 0
+
+
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _check_emulate(emulate: subprocess.Popen[str], handles: Path) -> None:
+    import signal
+
+    from msgstatus._emulate import SEEDS
+
+    assert emulate.stdout is not None
+    printed: list[str] = []
+    while not printed or not printed[-1].startswith("Serving until interrupted"):
+        line = emulate.stdout.readline()
+        assert line, emulate.stderr.read() if emulate.stderr else "emulate ended"
+        printed.append(line.rstrip("\n"))
+    exports = _exports(printed)
+    assert set(exports) >= {"SENDBLUE_BASE_URL", "AWS_REGION", "MSGSTATUS_CHIME_BEARER"}
+    for url in (exports["SENDBLUE_BASE_URL"], exports["AWS_ENDPOINT_URL_CHIME_SDK_MESSAGING"]):
+        assert url.startswith("http://127.0.0.1:")
+    # Only the printed exports (plus PATH and the like): no other configuration.
+    env = _base_env() | exports
+    run = partial_run(env)
+    checked = run("check", "--json", str(handles))
+    assert checked.returncode == 0, checked.stderr
+    rows = [json.loads(line) for line in checked.stdout.splitlines()]
+    assert len(rows) == 3 * len(SEEDS)
+    assert {row["error_type"] for row in rows} == {None}
+    actions = {row["action"] for row in rows}
+    assert {"SKIP", "WAIT", "RESEND", "BLOCKED"} <= actions
+    chime = next(row["handle"] for row in rows if row["handle"].startswith("chime:"))
+    got = run("get", chime)
+    assert got.returncode == 0, got.stderr
+    emulate.send_signal(signal.SIGINT)
+    emulate.communicate(timeout=30)
 
 
 def partial_run(env: dict[str, str]) -> Any:
