@@ -385,11 +385,13 @@ def _raised_while_parsing(exc: BaseException) -> bool:
 
 
 def _check_body_length(response_dict: Mapping[str, Any], **_: object) -> None:
-    from botocore.exceptions import IncompleteReadError
-
     declared = str(response_dict.get("headers", {}).get("content-length", ""))
     body = response_dict.get("body")
     if declared.isdigit() and isinstance(body, bytes) and len(body) < int(declared):
+        # Imported here, on the rare short body: an import statement on every lookup costs
+        # more than the rest of this check.
+        from botocore.exceptions import IncompleteReadError
+
         raise IncompleteReadError(actual_bytes=len(body), expected_bytes=int(declared))
 
 
