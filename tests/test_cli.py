@@ -475,7 +475,7 @@ def test_emulate_serves_what_its_exports_point_at(tmp_path: Path) -> None:
         preexec_fn=_default_sigint,
     ) as emulate:
         try:
-            _check_emulate(emulate, handles)
+            _check_emulate(emulate, handles, 3 * len(SEEDS))
         finally:
             if emulate.poll() is None:
                 emulate.kill()  # a failed check must not leave the with block waiting forever
@@ -488,10 +488,8 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _check_emulate(emulate: subprocess.Popen[str], handles: Path) -> None:
+def _check_emulate(emulate: subprocess.Popen[str], handles: Path, messages: int) -> None:
     import signal
-
-    from msgstatus._emulate import SEEDS
 
     assert emulate.stdout is not None
     printed: list[str] = []
@@ -509,7 +507,7 @@ def _check_emulate(emulate: subprocess.Popen[str], handles: Path) -> None:
     checked = run("check", "--json", str(handles))
     assert checked.returncode == 0, checked.stderr
     rows = [json.loads(line) for line in checked.stdout.splitlines()]
-    assert len(rows) == 3 * len(SEEDS)
+    assert len(rows) == messages
     assert {row["error_type"] for row in rows} == {None}
     actions = {row["action"] for row in rows}
     assert {"SKIP", "WAIT", "RESEND", "BLOCKED"} <= actions

@@ -2,7 +2,7 @@
 
 anyio's asyncio ``SocketStream`` pauses its transport after every ``receive()`` and resumes it
 before the next one (two ``epoll_ctl`` calls per read), waits on an ``asyncio.Event`` and adds a
-checkpoint to every ``send()``: three loop iterations and a dozen system calls per exchange.
+checkpoint to every ``send()``: three loop iterations per exchange instead of two.
 This stream keeps the transport reading (data waits in a buffer; reading pauses only past
 ``_HIGH_WATER`` bytes), wakes one future per read and writes straight to the transport. It is an
 anyio ``ByteStream`` raising anyio's exceptions (``EndOfStream``, ``BrokenResourceError``,
