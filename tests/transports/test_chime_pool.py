@@ -16,7 +16,7 @@ import botocore.exceptions as bce
 import botocore.session
 import pytest
 import trustme
-from _servers import RawServer, cancel_in_rounds, until
+from _servers import BODY, RawServer, cancel_in_rounds, until
 
 from msgstatus import (
     ChimeHandle,
@@ -119,6 +119,32 @@ async def test_a_trickling_server_ends_at_the_attempt_deadline(server: RawServer
             await provider.get_status(ChimeHandle(CHANNEL, "m1"))
         await until(lambda: server.closed_by_client == 1, "the trickling connection closed")
     assert server.trickles_finished == 0
+
+
+@pytest.mark.parametrize("server", ["canned"], indirect=True)
+async def test_reply_headers_reach_botocore_as_urllib3_gives_them(server: RawServer) -> None:
+    """A repeated field is one value joined with ", " (urllib3's HTTPHeaderDict does so), in a
+    case-insensitive HeadersDict, for ``before-parse`` handlers and the parsed metadata alike."""
+    server.canned = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Note: one\r\n"
+        b"x-amzn-RequestId: rid-1\r\nX-AMZ-NOTE: two\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(BODY), BODY)
+    )
+    seen: list[Any] = []
+    async with _provider(server) as provider:
+        provider.client.meta.events.register(
+            "before-parse.chime-sdk-messaging.GetChannelMessageStatus",
+            lambda response_dict, **_: seen.append(response_dict["headers"]),
+        )
+        result = await provider.get_status(ChimeHandle(CHANNEL, "m1"))
+        await provider.get_status(ChimeHandle(CHANNEL, "m2"))  # a second reply on the same conn
+    assert result.status is MessageStatus.SENT
+    assert len(seen) == 2
+    headers = seen[0]
+    assert headers["x-amz-note"] == headers["X-Amz-Note"] == "one, two"
+    assert headers["X-Amzn-RequestId"] == "rid-1"
+    assert sorted(headers) == ["content-length", "content-type", "x-amz-note", "x-amzn-requestid"]
+    assert dict(seen[1]) == dict(headers)
 
 
 # -- TLS -----------------------------------------------------------------------------------
