@@ -123,8 +123,9 @@ async def test_a_trickling_server_ends_at_the_attempt_deadline(server: RawServer
 
 @pytest.mark.parametrize("server", ["canned"], indirect=True)
 async def test_reply_headers_reach_botocore_as_urllib3_gives_them(server: RawServer) -> None:
-    """A repeated field is one value joined with ", " (urllib3's HTTPHeaderDict does so), in a
-    case-insensitive HeadersDict, for ``before-parse`` handlers and the parsed metadata alike."""
+    """What a ``before-parse`` handler gets, reply after reply on one kept-alive connection: a
+    case-insensitive HeadersDict in which a repeated field is one value joined with ", " (as
+    urllib3's HTTPHeaderDict gives it to botocore's own send)."""
     server.canned = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Amz-Note: one\r\n"
         b"x-amzn-RequestId: rid-1\r\nX-AMZ-NOTE: two\r\nContent-Length: %d\r\n\r\n%s"
